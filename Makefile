@@ -1,0 +1,33 @@
+# relaytrain developer entry points. The README quickstart is `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_HOME := $(CURDIR)/.cdk-home
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements-dev.txt pyproject.toml runtime/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e runtime -e .
+	touch $(STAMP)
+
+# The main job: train the tiny demo blueprint end to end on this machine, then synthesize
+# every blueprint's templates into review/ for reading without a cloud account.
+demo: $(STAMP)
+	$(VENV)/bin/relaytrain run blueprints/tiny-gpt-lambda-steps.yaml --local --store file://$(CURDIR)/runs/demo
+	$(VENV)/bin/relaytrain synth --out review
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 tests
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) runs review cdk.out .pytest_cache

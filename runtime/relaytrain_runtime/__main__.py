@@ -1,0 +1,3 @@
+from relaytrain_runtime.cli import main
+
+raise SystemExit(main())

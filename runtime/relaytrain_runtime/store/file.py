@@ -1,0 +1,133 @@
+"""`file://` store: a directory. Atomic writes through a temp file, fsync and rename;
+create-if-absent through link(2), which fails atomically when the name exists."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from relaytrain_runtime.store.base import NotFound, Store, StoreError, check_key
+
+
+class FileStore(Store):
+    def __init__(self, root: str | os.PathLike, url: str | None = None):
+        self.root = Path(root).absolute()
+        self.url = url or f"file://{self.root}"
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _tmp(self, final: Path, data: bytes) -> str:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            _unlink(tmp)
+            raise
+        return tmp
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{self.url}/{key} does not exist") from None
+
+    def write(self, key: str, data: bytes) -> None:
+        final = self._path(key)
+        tmp = self._tmp(final, data)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+
+    def create(self, key: str, data: bytes) -> bool:
+        final = self._path(key)
+        tmp = self._tmp(final, data)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            return False
+        finally:
+            _unlink(tmp)
+        _fsync_dir(final.parent)
+        return True
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> list[str]:
+        if not self.root.is_dir():
+            return []
+        out = []
+        for dirpath, _dirs, files in os.walk(self.root):
+            rel = os.path.relpath(dirpath, self.root)
+            for name in files:
+                if name.startswith(".") and name.endswith(".tmp"):
+                    continue  # an in-flight or abandoned atomic write, never an object
+                key = name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
+                if key.startswith(prefix):
+                    out.append(key)
+        return sorted(out)
+
+    def delete(self, key: str) -> None:
+        _unlink(self._path(key))
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"{self.url}/{key} does not exist") from None
+
+    def put_file(self, key: str, path) -> None:
+        final = self._path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            _unlink(tmp)
+            raise
+
+    def get_file(self, key: str, path) -> None:
+        src = self._path(key)
+        if not src.is_file():
+            raise NotFound(f"{self.url}/{key} does not exist")
+        tmp = f"{path}.part-{os.getpid()}"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, path)
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"store {self.url} cannot be created ({exc.strerror}); choose a writable directory") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StoreError(f"store {self.url} is not writable; choose a writable directory or fix its permissions")
+
+
+def _unlink(path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

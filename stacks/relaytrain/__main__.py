@@ -1,0 +1,3 @@
+from relaytrain.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Blueprints: schema, loading with line numbers, validation against platform limits."""
