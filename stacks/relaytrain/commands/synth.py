@@ -1,0 +1,37 @@
+"""`relaytrain synth [FILE...] --out DIR`: templates and resource plans for review, no cloud account.
+
+AWS blueprints become CloudFormation templates (CDK, synthesized in one process); GCP blueprints
+become resource plans (type, name and inputs of every resource, through Pulumi's mocks).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from relaytrain.blueprint import catalog_files, load_all
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("files", nargs="*", help="blueprint files (default: every file in blueprints/)")
+    parser.add_argument("--out", default="review", help="output folder (default: review)")
+
+
+def run(args) -> int:
+    files = args.files or catalog_files()
+    blueprints = load_all(files)  # raises BlueprintError (all problems, exit 2) before anything is written
+    out = pathlib.Path(args.out)
+    aws = [bp for bp in blueprints if bp.cloud == "aws"]
+    gcp = [bp for bp in blueprints if bp.cloud == "gcp"]
+    written: list[pathlib.Path] = []
+    if aws:
+        from relaytrain.aws.synth import synth_templates
+
+        written += synth_templates(aws, out / "aws")
+    if gcp:
+        from relaytrain.gcp.review import write_plans
+
+        written += write_plans(gcp, out / "gcp")
+    for path in written:
+        print(path)
+    print(f"synthesized {len(aws)} AWS and {len(gcp)} GCP blueprint(s) into {out}/")
+    return 0
