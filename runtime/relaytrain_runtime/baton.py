@@ -163,9 +163,7 @@ class Baton:
 
     def latest(self, verify: bool = True) -> dict | None:
         """The newest commit whose objects verify (None if the run has no commit yet)."""
-        found_any = False
         for commit in self._candidates():
-            found_any = True
             try:
                 if verify:
                     for name in commit["objects"]:
@@ -173,7 +171,7 @@ class Baton:
                 return commit
             except CorruptCheckpoint as exc:
                 self._warn(f"checkpoint gen {commit['gen']} is unusable: {exc}; falling back to the previous one")
-        if found_any:
+        if self.next_gen > 1:  # commits exist, none usable: never restart silently from step 0
             raise self._no_usable()
         return None
 
@@ -193,14 +191,12 @@ class Baton:
 
     def resume(self) -> tuple[dict | None, dict | None]:
         """(commit, state) of the newest loadable checkpoint, or (None, None) for a fresh run."""
-        found_any = False
         for commit in self._candidates():
-            found_any = True
             try:
                 return commit, self.load(commit)
             except CorruptCheckpoint as exc:
                 self._warn(f"checkpoint gen {commit['gen']} is unusable: {exc}; falling back to the previous one")
-        if found_any:
+        if self.next_gen > 1:  # commits exist, none usable: never restart silently from step 0
             raise self._no_usable()
         return None, None
 

@@ -93,7 +93,7 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
         if deadline is not None:
             step_est = max(step_times[-8:]) if step_times else float(meta["timings"].get("step") or 0.0)
             finishing = step + 1 >= run_spec.steps
-            eval_est = step_est * run_spec.eval_batches if finishing else 0.0
+            eval_est = step_est * run_spec.eval_batches * run_spec.micro_batch / run_spec.batch_size if finishing else 0.0
             if time.time() + step_est + eval_est + save_est + margin_s > deadline:
                 break
         t0 = time.perf_counter()
