@@ -88,13 +88,13 @@ def leg_op(event: dict, deadline: float) -> dict:
     """One time-boxed leg: `{"store", "max_steps"?, "spec"?, "cache_dir"?}` -> the leg status.
 
     `cache_dir` (or env RELAYTRAIN_CACHE_DIR, e.g. an EFS mount) caches dataset shards."""
-    from relaytrain_runtime.leg import run_leg
-
-    return run_leg(
-        event["store"],
+    kwargs = dict(
         deadline=deadline,
         max_steps=field(event, "max_steps", int, minimum=1),
         spec=field(event, "spec", dict),
         cost_per_second=field(event, "cost_per_second", (int, float), 0.0, minimum=0),
         cache_dir=field(event, "cache_dir", str) or os.environ.get("RELAYTRAIN_CACHE_DIR") or None,
     )
+    from relaytrain_runtime.leg import run_leg  # torch: only once the event is known to be good
+
+    return run_leg(event["store"], **kwargs)
