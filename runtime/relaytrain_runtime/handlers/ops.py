@@ -20,6 +20,7 @@ import os
 import time
 
 from relaytrain_runtime import RelayError
+from relaytrain_runtime.store import open_store
 
 OPS: dict[str, str] = {
     "leg": "relaytrain_runtime.handlers.ops:leg_op",
@@ -75,7 +76,7 @@ def run_op(event, deadline: float, cost_per_second: float = 0.0) -> dict:
         if not isinstance(event, dict):
             raise BadEvent(f"event must be a JSON object with a 'store' URL, got {type(event).__name__}")
         op = field(event, "op", str, "leg")
-        field(event, "store", str, required=True)
+        open_store(field(event, "store", str, required=True))  # a malformed URL is a bad event
         if deadline <= time.time():
             raise BadEvent("no time left for this invocation (deadline already passed); raise the timeout")
         fn = resolve(op)
