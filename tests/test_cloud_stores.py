@@ -99,8 +99,13 @@ def test_large_file_parallel_parts_roundtrip(store, tmp_path, monkeypatch):
     assert store.size("ckpt/00000001-a/weights.safetensors") == len(data)
     store.get_file("ckpt/00000001-a/weights.safetensors", dst)
     assert hashlib.sha256(dst.read_bytes()).digest() == hashlib.sha256(data).digest()
-    assert store.list() == ["ckpt/00000001-a/weights.safetensors"]  # no temporary parts left visible
     assert [p for p in os.listdir(tmp_path) if ".part-" in p] == []
+    # the baton writes and reads bytes: the same parallel path
+    store.write("ckpt/00000001-a/optimizer.safetensors", data[::-1])
+    assert store.read("ckpt/00000001-a/optimizer.safetensors") == data[::-1]
+    assert store.list() == ["ckpt/00000001-a/optimizer.safetensors", "ckpt/00000001-a/weights.safetensors"]
+    store.write("empty", b"")
+    assert store.read("empty") == b"" and store.size("empty") == 0
 
 
 def test_s3_upload_killed_mid_object_leaves_nothing(s3_bucket, tmp_path, monkeypatch):

@@ -4,11 +4,13 @@
 - `create` uploads with `ifGenerationMatch=0`: GCS refuses it with 412 when the name exists,
   so of two legs committing the same manifest key exactly one wins (the fence). Keys are
   unique per step: no object is rewritten in the hot path (GCS allows ~1 write/s per name).
-- `put_file` of a large file is a parallel composite upload: parts go up concurrently as
-  temporary objects under `.parts/`, one `compose` makes the final object appear at once, and
-  the parts are deleted. An upload killed halfway leaves no object at the key (only orphan
-  parts under `.parts/`, which `list` ignores and a bucket lifecycle rule removes).
-- `get_file` downloads byte ranges concurrently (transfer manager, threads).
+- A large object (over PART_SIZE), bytes (`write`: the baton's checkpoints) or a file
+  (`put_file`), is a parallel composite upload: parts go up concurrently as temporary objects
+  under `.parts/`, one `compose` makes the final object appear at once, and the parts are
+  deleted. An upload killed halfway leaves no object at the key (only orphan parts under
+  `.parts/`, which `list` ignores and a bucket lifecycle rule on `.parts/` removes).
+- A large object is read (`read`, `get_file`) in concurrent byte ranges pinned to one
+  generation, so a read never stitches two versions together.
 
 Endpoint and credentials come from the standard configuration: Application Default
 Credentials, and `STORAGE_EMULATOR_HOST` for an emulator. No store-specific setting.
@@ -84,10 +86,27 @@ class GCSStore(Store):
 
     # interface ------------------------------------------------------------------------
     def read(self, key: str) -> bytes:
-        return self._call("read", key, self._blob(key).download_as_bytes)
+        blob = self._call("read", key, self._bucket.get_blob, self._name(key))
+        if blob is None:
+            raise NotFound(f"{self.url}/{key} does not exist")
+        if blob.size <= PART_SIZE:
+            return self._call("read", key, blob.download_as_bytes, if_generation_match=blob.generation)
+        out = bytearray(blob.size)
+
+        def fetch(start: int) -> None:
+            end = min(start + PART_SIZE, blob.size) - 1
+            out[start : end + 1] = blob.download_as_bytes(start=start, end=end, if_generation_match=blob.generation,
+                                                          checksum=None)
+
+        self._call("read", key, self._parallel, fetch, range(0, blob.size, PART_SIZE))
+        return bytes(out)
 
     def write(self, key: str, data: bytes) -> None:
-        self._call("write", key, self._blob(key).upload_from_string, data, content_type="application/octet-stream")
+        if len(data) <= PART_SIZE:
+            self._call("write", key, self._blob(key).upload_from_string, data, content_type="application/octet-stream")
+            return
+        view = memoryview(data)
+        self._compose_upload(key, len(data), lambda start, n: view[start : start + n].tobytes())
 
     def create(self, key: str, data: bytes) -> bool:
         """Create-if-absent. True when the object now holds exactly `data` written by us.
@@ -138,18 +157,32 @@ class GCSStore(Store):
             self._call("upload", key, self._blob(key).upload_from_filename, os.fspath(path),
                        content_type="application/octet-stream")
             return
+
+        def read_part(start: int, n: int) -> bytes:
+            with open(path, "rb") as fh:
+                fh.seek(start)
+                return fh.read(n)
+
+        self._compose_upload(key, size, read_part)
+
+    @staticmethod
+    def _parallel(fn, items) -> None:
+        items = list(items)
+        with ThreadPoolExecutor(max(1, min(MAX_CONCURRENCY, len(items)))) as pool:
+            list(pool.map(fn, items))
+
+    def _compose_upload(self, key: str, size: int, read_part) -> None:
+        """Upload `size` bytes as concurrent parts (`read_part(start, n) -> bytes`), then compose them."""
         part_size = max(PART_SIZE, -(-size // MAX_PARTS))
         upload_id = uuid.uuid4().hex
-        parts = [self._blob(f"{PARTS_PREFIX}{upload_id}/{i:04d}") for i in range(-(-size // part_size))]
+        starts = list(range(0, size, part_size))
+        parts = [self._bucket.blob(self._name(f"{PARTS_PREFIX}{upload_id}/{i:04d}")) for i in range(len(starts))]
 
-        def upload_part(i: int) -> None:
-            with open(path, "rb") as fh:
-                fh.seek(i * part_size)
-                parts[i].upload_from_string(fh.read(part_size), content_type="application/octet-stream")
+        def upload(i: int) -> None:
+            parts[i].upload_from_string(read_part(starts[i], part_size), content_type="application/octet-stream")
 
         try:
-            with ThreadPoolExecutor(min(MAX_CONCURRENCY, len(parts))) as pool:
-                list(pool.map(upload_part, range(len(parts))))
+            self._parallel(upload, range(len(parts)))
             self._blob(key).compose(parts)
         except self._exc.GoogleAPIError as exc:
             raise self._fail(exc, key, "upload") from None

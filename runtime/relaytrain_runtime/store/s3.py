@@ -3,10 +3,12 @@
 - `write` is one PutObject: S3 makes an object visible only once it is complete.
 - `create` is PutObject with `If-None-Match: *`: S3 refuses it with 412 when the key exists,
   so of two legs committing the same manifest key exactly one wins (the fence).
-- `put_file` / `get_file` go through boto3's transfer manager: multipart upload and ranged
-  parallel download. A multipart object appears only at CompleteMultipartUpload, so an upload
-  killed halfway leaves no object (only parts that the bucket's abort-incomplete-multipart
-  lifecycle rule removes).
+- Large objects (over PART_SIZE), whether bytes (`write`, `read`: the baton's checkpoints) or
+  files (`put_file`, `get_file`), go through boto3's transfer manager: multipart upload and
+  ranged parallel download, MAX_CONCURRENCY streams. A multipart object appears only at
+  CompleteMultipartUpload, so an upload killed halfway leaves no object (only parts, which the
+  bucket's abort-incomplete-multipart-upload lifecycle rule removes). A parallel read pins the
+  object's ETag, so it never stitches ranges of two versions together.
 
 The endpoint, region and credentials come from the standard AWS configuration chain
 (`AWS_ENDPOINT_URL`, `AWS_REGION`, role credentials ...): there is no store-specific setting.
@@ -14,8 +16,10 @@ The endpoint, region and credentials come from the standard AWS configuration ch
 
 from __future__ import annotations
 
+import io
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 from relaytrain_runtime.store.base import NotFound, Store, StoreError, check_key
@@ -92,19 +96,47 @@ class S3Store(Store):
             return StoreError(f"{action} {where}: {exc}")
         return exc
 
-    def _call(self, action: str, key: str | None, fn, **kwargs):
+    def _call(self, action: str, key: str | None, fn, *args, **kwargs):
         try:
-            return fn(**kwargs)
+            return fn(*args, **kwargs)
         except (self._errors.ClientError, self._errors.BotoCoreError) as exc:
             raise self._fail(exc, key, action) from None
 
     # interface ------------------------------------------------------------------------
     def read(self, key: str) -> bytes:
-        resp = self._call("read", key, self._client.get_object, Bucket=self.bucket, Key=self._key(key))
-        return resp["Body"].read()
+        """One GET for a small object; a large one in parallel ranges of the same version."""
+        full = self._key(key)
+        try:
+            first = self._client.get_object(Bucket=self.bucket, Key=full, Range=f"bytes=0-{PART_SIZE - 1}")
+        except self._errors.ClientError as exc:
+            if self._code(exc) != "InvalidRange":  # S3 answers a range of an empty object with 416
+                raise self._fail(exc, key, "read") from None
+            return self._call("read", key, self._client.get_object, Bucket=self.bucket, Key=full)["Body"].read()
+        except self._errors.BotoCoreError as exc:
+            raise self._fail(exc, key, "read") from None
+        head = first["Body"].read()
+        total = int(first.get("ContentRange", "/0").rsplit("/", 1)[1] or len(head))
+        if total <= len(head):
+            return head
+        out = bytearray(total)
+        out[: len(head)] = head
+
+        def fetch(start: int) -> None:
+            end = min(start + PART_SIZE, total) - 1
+            resp = self._call("read", key, self._client.get_object, Bucket=self.bucket, Key=full,
+                              Range=f"bytes={start}-{end}", IfMatch=first["ETag"])
+            out[start : end + 1] = resp["Body"].read()
+
+        with ThreadPoolExecutor(MAX_CONCURRENCY) as pool:
+            list(pool.map(fetch, range(len(head), total, PART_SIZE)))
+        return bytes(out)
 
     def write(self, key: str, data: bytes) -> None:
-        self._call("write", key, self._client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
+        if len(data) <= PART_SIZE:
+            self._call("write", key, self._client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
+            return
+        self._call("write", key, self._client.upload_fileobj, io.BytesIO(data), self.bucket, self._key(key),
+                   Config=self._transfer)
 
     def create(self, key: str, data: bytes) -> bool:
         """Create-if-absent. True when the object now holds exactly `data` written by us.
