@@ -121,7 +121,7 @@ def test_lambda_leg_stops_on_the_context_deadline(s3_bucket, dataset_store):
     url = new_run(f"s3://{s3_bucket}/runs/deadline", dataset_store)
     spec = {**SPEC, "steps": 100000}
     with lambda_runtime(LAMBDA_HANDLER, env={"RELAYTRAIN_MARGIN_S": "1"}) as runtime:
-        ok, status = runtime.invoke({"store": url, "spec": spec}, timeout_s=25)
+        ok, status = runtime.invoke({"store": url, "spec": spec}, timeout_s=12)
     assert ok and status["status"] == "ok" and not status["done"]
     assert status["leg_steps"] > 0 and status["gen"] == 1
     assert Baton(open_store(url)).latest()["step"] == status["step"]
@@ -131,7 +131,7 @@ def test_lambda_leg_stops_on_the_context_deadline(s3_bucket, dataset_store):
 RACE_SPEC = {**SPEC, "steps": 22}
 
 
-def race_once(url: str) -> list[dict]:
+def race_once(url: str, cache_dir) -> list[dict]:
     """Two legs resume from the same baton, each trains one step, then both commit at once."""
     from relaytrain_runtime.leg import run_leg
 
@@ -139,7 +139,7 @@ def race_once(url: str) -> list[dict]:
     results = [None, None]
 
     def leg(i):
-        results[i] = run_leg(url, max_steps=1, on_step=lambda step, loss: barrier.wait())
+        results[i] = run_leg(url, max_steps=1, cache_dir=str(cache_dir), on_step=lambda step, loss: barrier.wait())
 
     threads = [threading.Thread(target=leg, args=(i,)) for i in range(2)]
     for t in threads:
@@ -158,7 +158,7 @@ def test_twenty_races_one_winner_each(scheme, request, dataset_store, tmp_path):
     run_leg(url, spec=RACE_SPEC, max_steps=1)  # gen 1
     store = open_store(url)
     for rnd in range(20):
-        a, b = race_once(url)
+        a, b = race_once(url, tmp_path / "cache")
         statuses = sorted([a["status"], b["status"]])
         assert statuses == ["lost_race", "ok"], (rnd, a, b)
         winner, loser = (a, b) if a["status"] == "ok" else (b, a)
