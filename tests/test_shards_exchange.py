@@ -73,7 +73,8 @@ def test_reduce_scatter_equals_weighted_mean(store, K):
     assert ex.present(0) == list(range(K))
     for j in reversed(range(K)):  # reducers run in any order
         assert ex.reduce_piece(j)["status"] == "ok"
-    got, metas, _ = ex.assemble()
+    got, info = ex.assemble()
+    metas = info["metas"]
     want = sum(w * v.double() for w, v in zip(weights, vecs)) / sum(weights)
     assert torch.allclose(got.double(), want, rtol=1e-6, atol=1e-6 * want.abs().max().item())  # fp32 sums
     assert metas == {k: {"weight": weights[k], "loss": float(k)} for k in range(K)}

@@ -189,8 +189,10 @@ class Exchange:
         return sorted(int(k[len(prefix):]) for k in self.store.list(prefix) if k[len(prefix):].isdigit())
 
     # --- reducer side -------------------------------------------------------------------------
-    def reduce_piece(self, piece: int) -> dict:
+    def reduce_piece(self, piece: int, reducer: dict | None = None) -> dict:
         """Weighted mean of piece `piece` over all K shards, written as one fp32 object.
+
+        `reducer` (JSON: e.g. the reducer's cost) travels in the reduced object's header.
 
         Returns {"status": "ok", "bytes_read", "bytes_written"} or, when shard objects are missing
         or invalid, {"status": "missing", "missing": [shard, ...], "problems": [...]} and writes nothing.
@@ -227,7 +229,7 @@ class Exchange:
             return {"status": "missing", "missing": missing, "problems": problems, "bytes_read": read}
         mean = acc / weight
         head = dict(self.round.identity(), piece=piece, start=span[0], stop=span[1], total=span[2],
-                    weight=weight, metas=metas)
+                    weight=weight, metas=metas, reducer=reducer or {})
         blob = pack(head, mean, "fp32")
         self.store.write(self.round.reduced_key(piece), blob)
         return {"status": "ok", "bytes_read": read, "bytes_written": len(blob)}
@@ -237,13 +239,14 @@ class Exchange:
         return sorted(int(k[len(prefix):]) for k in self.store.list(prefix) if k[len(prefix):].isdigit())
 
     # --- commit side --------------------------------------------------------------------------
-    def assemble(self) -> tuple[torch.Tensor, dict, int]:
-        """All K reduced pieces -> (fp32 mean vector, {shard: meta}, bytes read).
+    def assemble(self) -> tuple[torch.Tensor, dict]:
+        """All K reduced pieces -> (fp32 mean vector, info) where info holds `metas` ({shard: meta}),
+        `reducers` (each piece's reducer dict) and `bytes_read`.
 
         Raises ExchangeError naming the first missing or invalid piece.
         """
         K = self.round.shards
-        parts, metas, read, total = [], None, 0, None
+        parts, metas, read, total, reducers = [], None, 0, None, []
         for j in range(K):
             key = self.round.reduced_key(j)
             try:
@@ -259,8 +262,9 @@ class Exchange:
                 raise ExchangeError(f"{key}: covers {head['start']}..{head['stop']} of {head['total']}, "
                                     f"expected {expect[0]}..{expect[1]} of {total}")
             parts.append(vec)
+            reducers.append(head.get("reducer", {}))
             read += len(data)
-        return torch.cat(parts), {int(k): v for k, v in metas.items()}, read
+        return torch.cat(parts), {"metas": {int(k): v for k, v in metas.items()}, "reducers": reducers, "bytes_read": read}
 
 
 def sweep(store: Store, up_to_round: int) -> int:
