@@ -107,11 +107,13 @@ def alternatives(bp: Blueprint, need_cpu: Memory, need_gpu: Memory) -> list[str]
         out.append(f"lambda-steps (memory_mb: {L.LAMBDA_MEMORY_MB[1]})")
     if need_cpu.fits(L.GCF_MAX_MEMORY_GIB * GIB):
         out.append(f"function-shards (cloud: gcp, memory_gib: {L.GCF_MAX_MEMORY_GIB}, vcpu: 8)")
-    for inst in L.instances(bp.cloud).values():
-        gpu, _ = L.gpu_of(bp.cloud, inst.name, "nvidia-tesla-v100" if not inst.gpu else "", 1)
-        if gpu and need_gpu.fits(gpu.memory_gib * GIB):
-            out.append(f"gpu-node ({inst.name}, {gpu.name} {gpu.memory_gib:g} GiB)")
-    return out
+    gpus = {}  # smallest instance per GPU model and cloud
+    for cloud in ("aws", "gcp"):
+        for inst in L.instances(cloud).values():
+            gpu, _ = L.gpu_of(cloud, inst.name, "" if inst.gpu else "nvidia-tesla-v100", 1)
+            if gpu and need_gpu.fits(gpu.memory_gib * GIB):
+                gpus.setdefault((cloud, gpu.name), f"gpu-node ({cloud} {inst.name}, {gpu.name} {gpu.memory_gib:g} GiB)")
+    return out + list(gpus.values())
 
 
 def _range(problems, path, value, lo, hi, unit, what):
