@@ -1,0 +1,155 @@
+"""GpuTrainingNode: EC2 GPU node(s) from a launch template, running the runtime's node entry point."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from aws_cdk import Fn, Stack, Tags
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from relaytrain.aws import nag
+from relaytrain_runtime import RelayError
+
+DEFAULT_INSTANCE_TYPE = "p3.2xlarge"
+# AWS Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04), resolved at deploy time.
+DLAMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+BOOT_SCRIPT = pathlib.Path(__file__).with_name("node_boot.sh")
+
+
+class GpuTrainingNode(Construct):
+    """One or more GPU instances forming one training job, from one launch template.
+
+    The launch template: a Deep Learning AMI from its public SSM parameter (or `image_parameter`),
+    an encrypted gp3 root volume, IMDSv2 required with instance tags in metadata, detailed
+    monitoring, optional spot (a persistent request that stops on interruption, so the node
+    resumes from the baton when capacity returns), and user data that installs the runtime from
+    `runtime_asset` and runs `relaytrain-runtime node` as a systemd service. Each node reads its
+    store URL (tag `relaytrain:store`) and rank from instance tags; several nodes form one torchrun
+    job with its rendezvous on node 0 inside a cluster placement group. When the run is done the
+    node answers a waiting task token (hybrid pipeline) and shuts itself down (instances stop).
+
+    `launch=True` creates the instances with the stack (tag `relaytrain:store` = `store`);
+    `launch=False` creates only the template for an orchestrator to run (it sets the tags).
+    Pass an existing `role` or let the construct create one; grant it store access outside.
+
+    Exposes: `launch_template`, `role`, `instances` (empty when launch=False), `placement_group`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        vpc: ec2.IVpc,
+        security_group: ec2.ISecurityGroup,
+        runtime_asset: s3_assets.Asset,
+        spec: dict,
+        store: str = "",
+        launch: bool = True,
+        instance_type: str = DEFAULT_INSTANCE_TYPE,
+        nodes: int = 1,
+        spot: bool = False,
+        root_volume_gb: int = 200,
+        checkpoint_every_s: int = 600,
+        image_parameter: str = DLAMI_PARAMETER,
+        role: iam.IRole | None = None,
+        subnets: ec2.SubnetSelection | None = None,
+    ) -> None:
+        super().__init__(scope, id)
+        if nodes < 1:
+            raise RelayError(f"GpuTrainingNode: nodes must be >= 1, got {nodes}")
+        if launch and not store:
+            raise RelayError("GpuTrainingNode: launch=True needs the run's store URL")
+        self.role = role or iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description="relaytrain GPU node",
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[Stack.of(self).format_arn(service="s3", region="", account="",
+                                                     resource=runtime_asset.s3_bucket_name, resource_name=runtime_asset.s3_object_key)],
+            )
+        )
+        if role is None:
+            nag.ack(self.role, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
+                    "Session Manager access to the nodes instead of SSH: no inbound port is opened")
+        self.placement_group = (
+            ec2.PlacementGroup(self, "Placement", strategy=ec2.PlacementGroupStrategy.CLUSTER) if nodes > 1 else None
+        )
+        script = (
+            BOOT_SCRIPT.read_text()
+            .replace("__SPEC_JSON__", json.dumps(spec, sort_keys=True))
+            .replace("__RUNTIME_ASSET__", runtime_asset.s3_object_url)
+            .replace("__NODES__", str(nodes))
+            .replace("__CHECKPOINT_EVERY__", str(checkpoint_every_s))
+            .replace("__REGION__", Stack.of(self).region)
+        )
+        user_data = ec2.UserData.custom(script)
+        self.launch_template = ec2.LaunchTemplate(
+            self,
+            "Template",
+            instance_type=ec2.InstanceType(instance_type),
+            machine_image=ec2.MachineImage.from_ssm_parameter(image_parameter, os=ec2.OperatingSystemType.LINUX),
+            role=self.role,
+            security_group=security_group,
+            user_data=user_data,
+            require_imdsv2=True,
+            http_put_response_hop_limit=1,
+            instance_metadata_tags=True,
+            detailed_monitoring=True,
+            ebs_optimized=True,
+            instance_initiated_shutdown_behavior=ec2.InstanceInitiatedShutdownBehavior.STOP,
+            placement_group=self.placement_group,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name="/dev/sda1",
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        root_volume_gb, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3, delete_on_termination=True
+                    ),
+                )
+            ],
+            spot_options=ec2.LaunchTemplateSpotOptions(
+                request_type=ec2.SpotRequestType.PERSISTENT,
+                interruption_behavior=ec2.SpotInstanceInterruption.STOP,
+            )
+            if spot
+            else None,
+        )
+        self.instances: list[ec2.CfnInstance] = []
+        if not launch:
+            return
+        subnet_ids = vpc.select_subnets(**_selection(subnets)).subnet_ids
+        first_ip = None
+        for rank in range(nodes):
+            instance = ec2.CfnInstance(
+                self,
+                f"Node{rank}",
+                launch_template=ec2.CfnInstance.LaunchTemplateSpecificationProperty(
+                    launch_template_id=self.launch_template.launch_template_id,
+                    version=self.launch_template.latest_version_number,
+                ),
+                subnet_id=Fn.select(0, subnet_ids),  # one AZ: a cluster placement group lives in one
+                monitoring=True,
+            )
+            nag.ack(instance, "AwsSolutions-EC29", "nodes are disposable: the run lives in the store and a replaced node resumes from the baton")
+            Tags.of(instance).add("relaytrain:store", store)
+            Tags.of(instance).add("relaytrain:rank", str(rank))
+            if first_ip is not None:
+                Tags.of(instance).add("relaytrain:master", first_ip)
+            else:
+                first_ip = instance.attr_private_ip
+            self.instances.append(instance)
+
+
+def _selection(subnets: ec2.SubnetSelection | None) -> dict:
+    if subnets is None:
+        return {"subnet_type": ec2.SubnetType.PUBLIC}
+    return {k: v for k, v in {"subnet_type": subnets.subnet_type, "subnet_group_name": subnets.subnet_group_name}.items() if v}

@@ -1,0 +1,253 @@
+"""HybridPipeline: serverless preprocessing and evaluation around GPU training, in one state machine."""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Duration, Names, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from relaytrain.aws import nag
+from relaytrain.aws.constructs.step_trainer import ack_state_machine_role, lambda_task
+
+TOKEN_KEY = "control/gpu-node-task.json"  # under the run's store; the node answers the token when done
+
+
+class HybridPipeline(Construct):
+    """preprocess (Distributed Map over raw-text objects) -> GPU training (wait for the node's
+    task token) -> evaluate (Map over the run's checkpoint manifests).
+
+    Execution input: `{"run": NAME}`; the run's store is `s3://BUCKET/RUN_PREFIX/NAME`, raw text
+    lives under `raw_prefix`. The GPU nodes are started from `launch_template` (`nodes` of them,
+    tagged with the store URL) and are terminated, spot requests included, once they report.
+
+    Exposes: `state_machine`, `log_group`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        bucket: s3.IBucket,
+        run_prefix: str,
+        raw_prefix: str,
+        preprocess: lambda_.IFunction,
+        evaluate: lambda_.IFunction,
+        launch_template: ec2.LaunchTemplate,
+        node_role: iam.IRole,
+        placement_group: ec2.PlacementGroup | None = None,
+        subnet_id: str,
+        nodes: int = 1,
+        spot: bool = False,
+        retries: int = 3,
+        stage_timeout_s: int = 900,
+        max_concurrency: int = 0,
+        training_timeout: Duration | None = None,
+        state_machine_name: str | None = None,
+    ) -> None:
+        super().__init__(scope, id)
+        stack = Stack.of(self)
+        name = state_machine_name or Names.unique_resource_name(self, max_length=80, separator="-")
+        self_arn = stack.format_arn(service="states", resource="stateMachine", resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        store = f"States.Format('s3://{bucket.bucket_name}/{run_prefix}{{}}', $.run)"
+        start = sfn.Pass(self, "StartRun", parameters={"run.$": "$.run", "store.$": store})
+
+        fan_out = sfn.DistributedMap(
+            self,
+            "Preprocess",
+            item_reader=sfn.S3ObjectsItemReader(bucket=bucket, prefix=raw_prefix),
+            item_selector={"store.$": "$.store", "key.$": "$$.Map.Item.Value.Key"},
+            max_concurrency=max_concurrency or None,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        fan_out.item_processor(
+            lambda_task(
+                self, "PreprocessObject", preprocess,
+                {"op": "preprocess", "store.$": "$.store", "object.$": f"States.Format('s3://{bucket.bucket_name}/{{}}', $.key)"},
+                retries=retries, timeout_s=stage_timeout_s, result_path="$.result",
+            )
+        )
+
+        run_nodes = tasks.CallAwsService(
+            self,
+            "StartGpuNodes",
+            service="ec2",
+            action="runInstances",
+            parameters={
+                "LaunchTemplate": {"LaunchTemplateId": launch_template.launch_template_id, "Version": "$Latest"},
+                "MinCount": nodes,
+                "MaxCount": nodes,
+                "SubnetId": subnet_id,
+                "TagSpecifications": [
+                    {
+                        "ResourceType": "instance",
+                        "Tags": [
+                            {"Key": "relaytrain:store", "Value.$": "$.store"},
+                            {"Key": "relaytrain:wait-for-token", "Value": "yes"},
+                        ],
+                    }
+                ],
+            },
+            iam_resources=[
+                stack.format_arn(service="ec2", resource="instance", resource_name="*"),
+                stack.format_arn(service="ec2", resource="volume", resource_name="*"),
+                stack.format_arn(service="ec2", resource="network-interface", resource_name="*"),
+                stack.format_arn(service="ec2", resource="spot-instances-request", resource_name="*"),
+                stack.format_arn(service="ec2", resource="subnet", resource_name=subnet_id),
+                stack.format_arn(service="ec2", resource="launch-template", resource_name=launch_template.launch_template_id),
+                stack.format_arn(service="ec2", resource="image", resource_name="*", account=""),
+            ]
+            + [stack.format_arn(service="ec2", resource="security-group", resource_name=g.security_group_id) for g in launch_template.connections.security_groups]
+            + ([stack.format_arn(service="ec2", resource="placement-group", resource_name=placement_group.placement_group_name)] if placement_group else []),
+            additional_iam_statements=[
+                iam.PolicyStatement(actions=["iam:PassRole"], resources=[node_role.role_arn]),
+                iam.PolicyStatement(
+                    actions=["ec2:CreateTags"],
+                    resources=[stack.format_arn(service="ec2", resource="instance", resource_name="*"),
+                               stack.format_arn(service="ec2", resource="volume", resource_name="*"),
+                               stack.format_arn(service="ec2", resource="spot-instances-request", resource_name="*")],
+                    conditions={"StringEquals": {"ec2:CreateAction": "RunInstances"}},
+                ),
+            ],
+            result_selector={
+                "instances.$": "$.Instances[*].InstanceId",
+                "spot_requests.$": "$.Instances[*].SpotInstanceRequestId" if spot else "States.Array()",
+            },
+            result_path="$.nodes",
+        )
+        token_key = f"States.Format('{run_prefix}{{}}/{TOKEN_KEY}', $.run)"
+        wait = tasks.CallAwsService(
+            self,
+            "TrainOnGpu",
+            comment="hands the task token to the nodes through the store and waits until they report",
+            service="s3",
+            action="putObject",
+            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+            parameters={
+                "Bucket": bucket.bucket_name,
+                "Key.$": token_key,
+                "Body": {"token.$": sfn.JsonPath.task_token, "run.$": "$.run"},
+                "ContentType": "application/json",
+            },
+            iam_resources=[bucket.arn_for_objects(f"{run_prefix}*")],
+            iam_action="s3:PutObject",
+            task_timeout=sfn.Timeout.duration(training_timeout) if training_timeout else None,
+            result_path="$.training",
+        )
+        stop = tasks.CallAwsService(
+            self,
+            "StopGpuNodes",
+            service="ec2",
+            action="terminateInstances",
+            parameters={"InstanceIds.$": "$.nodes.instances"},
+            iam_resources=[stack.format_arn(service="ec2", resource="instance", resource_name="*")],
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        stop.add_retry(errors=["States.ALL"], interval=Duration.seconds(5), max_attempts=retries, backoff_rate=2.0)
+        training = sfn.Chain.start(run_nodes)
+        if spot:
+            cancel = tasks.CallAwsService(
+                self,
+                "CancelSpotRequests",
+                service="ec2",
+                action="cancelSpotInstanceRequests",
+                parameters={"SpotInstanceRequestIds.$": "$.nodes.spot_requests"},
+                iam_resources=[stack.format_arn(service="ec2", resource="spot-instances-request", resource_name="*")],
+                result_path=sfn.JsonPath.DISCARD,
+            )
+            cancel.add_retry(errors=["States.ALL"], interval=Duration.seconds(5), max_attempts=retries, backoff_rate=2.0)
+            failed_cleanup = sfn.Chain.start(
+                tasks.CallAwsService(
+                    self, "CancelSpotRequestsAfterFailure", service="ec2", action="cancelSpotInstanceRequests",
+                    parameters={"SpotInstanceRequestIds.$": "$.nodes.spot_requests"},
+                    iam_resources=[stack.format_arn(service="ec2", resource="spot-instances-request", resource_name="*")],
+                    result_path=sfn.JsonPath.DISCARD,
+                )
+            )
+        train_failed = sfn.Fail(self, "TrainingFailed", error_path="$.error.Error", cause_path="$.error.Cause")
+        stop_after_failure = tasks.CallAwsService(
+            self, "StopGpuNodesAfterFailure", service="ec2", action="terminateInstances",
+            parameters={"InstanceIds.$": "$.nodes.instances"},
+            iam_resources=[stack.format_arn(service="ec2", resource="instance", resource_name="*")],
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        if spot:
+            failed_cleanup.next(stop_after_failure)
+            wait.add_catch(failed_cleanup, errors=["States.ALL"], result_path="$.error")
+        else:
+            wait.add_catch(stop_after_failure, errors=["States.ALL"], result_path="$.error")
+        stop_after_failure.next(train_failed)
+
+        listing = tasks.CallAwsService(
+            self,
+            "ListCheckpoints",
+            service="s3",
+            action="listObjectsV2",
+            parameters={"Bucket": bucket.bucket_name, "Prefix.$": f"States.Format('{run_prefix}{{}}/baton/', $.run)"},
+            iam_resources=[bucket.bucket_arn],
+            iam_action="s3:ListBucket",
+            result_selector={"keys.$": "$.Contents[*].Key"},
+            result_path="$.checkpoints",
+        )
+        evaluate_map = sfn.Map(
+            self,
+            "Evaluate",
+            items_path="$.checkpoints.keys",
+            item_selector={"store.$": "$.store", "key.$": "$$.Map.Item.Value"},
+            max_concurrency=max_concurrency or 0,
+            result_path="$.evaluations",
+        )
+        evaluate_map.item_processor(
+            lambda_task(
+                self, "EvaluateCheckpoint", evaluate,
+                {"op": "evaluate", "store.$": "$.store", "manifest.$": "$.key"},
+                retries=retries, timeout_s=stage_timeout_s, result_path="$.result",
+            )
+        )
+        chain = start.next(fan_out).next(run_nodes).next(wait)
+        if spot:
+            chain = chain.next(cancel)
+        chain.next(stop).next(listing).next(evaluate_map).next(sfn.Succeed(self, "PipelineDone"))
+
+        self.log_group = logs.LogGroup(
+            self, "Logs", log_group_name=f"/aws/vendedlogs/states/{name}",
+            retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=name,
+            definition_body=sfn.DefinitionBody.from_chainable(chain),
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            tracing_enabled=True,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        ack_state_machine_role(self.state_machine, [preprocess, evaluate])
+        region, account = stack.region, "<AWS::AccountId>"
+        for kind in ("instance", "volume", "network-interface", "spot-instances-request"):
+            nag.ack(self.state_machine, f"AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{account}:{kind}/*]",
+                    f"RunInstances/TerminateInstances act on {kind}s created by the call, whose IDs are unknown beforehand")
+        nag.ack(self.state_machine, f"AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}::image/*]",
+                "the Deep Learning AMI is resolved from its public SSM parameter at deploy time")
+        machine_id = stack.resolve(stack.get_logical_id(self.state_machine.node.default_child))
+        executions = f'arn:aws:states:{region}:{account}:execution:{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{machine_id}"}}]}}]}}'
+        for suffix in ("/*:*", ":*"):
+            nag.ack(self.state_machine, f"AwsSolutions-IAM5[Resource::{executions}{suffix}]",
+                    "the Distributed Map runs and redrives its own child executions, named at run time")
+        nag.ack(self.state_machine, f"AwsSolutions-IAM5[Resource::{nag.arn_ref(bucket, '/' + run_prefix + '*')}]",
+                "the task-token object is written under the runs prefix of the dataset bucket")
+        # The nodes answer the task token of this state machine.
+        node_role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"], resources=[self_arn])
+        )
+        node_role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["ec2:DescribeInstances"], resources=["*"])  # finds node 0 for the rendezvous
+        )
+        nag.ack(node_role, "AwsSolutions-IAM5[Resource::*]", "ec2:DescribeInstances supports no resource-level permissions")
+

@@ -1,0 +1,91 @@
+#!/bin/bash
+# relaytrain GPU node boot script (EC2 user data). Installs the runtime from the stack's asset,
+# then runs the node entry point as a systemd service that resumes from the baton on every boot.
+# Filled in by GpuTrainingNode: __RUNTIME_ASSET__, __SPEC_JSON__, __NODES__, __CHECKPOINT_EVERY__, __REGION__.
+set -euo pipefail
+install -d -m 755 /opt/relaytrain
+cat > /opt/relaytrain/spec.json <<'SPEC'
+__SPEC_JSON__
+SPEC
+cat > /opt/relaytrain/env <<'ENV'
+RUNTIME_ASSET=__RUNTIME_ASSET__
+NODES=__NODES__
+CHECKPOINT_EVERY=__CHECKPOINT_EVERY__
+AWS_DEFAULT_REGION=__REGION__
+ENV
+cat > /opt/relaytrain/run-node.sh <<'RUN'
+#!/bin/bash
+# One node of a run: the store URL and the node's rank come from instance tags (IMDSv2).
+set -uo pipefail
+. /opt/relaytrain/env
+export AWS_DEFAULT_REGION
+imds() {
+  local token
+  token=$(curl -sf -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")
+  curl -sf -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
+}
+STORE=$(imds tags/instance/relaytrain:store)
+PY=/opt/relaytrain/venv/bin/python
+if [ ! -x "$PY" ]; then
+  python3 -m venv /opt/relaytrain/venv
+  aws s3 cp "$RUNTIME_ASSET" /opt/relaytrain/runtime.zip
+  rm -rf /opt/relaytrain/runtime && mkdir /opt/relaytrain/runtime
+  (cd /opt/relaytrain/runtime && python3 -m zipfile -e ../runtime.zip .)
+  /opt/relaytrain/venv/bin/pip install --quiet "/opt/relaytrain/runtime[s3]" || { rm -rf /opt/relaytrain/venv; exit 1; }
+fi
+# Initialise the run (idempotent for the identical spec; refused for a different one).
+"$PY" -c 'import sys
+from relaytrain_runtime.baton import Baton
+from relaytrain_runtime.spec import RunSpec
+from relaytrain_runtime.store import open_store
+Baton(open_store(sys.argv[1])).init(RunSpec.from_json(open(sys.argv[2]).read()))' "$STORE" /opt/relaytrain/spec.json || exit 1
+ARGS=(--store "$STORE" --checkpoint-every "$CHECKPOINT_EVERY")
+if [ "$NODES" -gt 1 ]; then
+  RANK=$(imds tags/instance/relaytrain:rank || imds ami-launch-index)
+  MASTER=$(imds tags/instance/relaytrain:master || true)
+  if [ -z "$MASTER" ]; then  # nodes started together (hybrid): rank 0 is launch index 0 of this reservation
+    MASTER=$(aws ec2 describe-instances --filters "Name=reservation-id,Values=$(imds reservation-id)" \
+      --query 'Reservations[].Instances[?AmiLaunchIndex==`0`].PrivateIpAddress' --output text)
+  fi
+  [ "$RANK" = 0 ] && MASTER=$(imds local-ipv4)
+  /opt/relaytrain/venv/bin/torchrun --nnodes "$NODES" --node-rank "$RANK" --nproc-per-node gpu \
+    --rdzv-backend c10d --rdzv-endpoint "$MASTER:29400" --rdzv-id relaytrain \
+    -m relaytrain_runtime node "${ARGS[@]}"
+else
+  "$PY" -m relaytrain_runtime node "${ARGS[@]}"
+fi
+rc=$?
+[ $rc -eq 0 ] || exit $rc  # systemd restarts the service; the next start resumes from the baton
+# Done: answer the orchestrator's task token if one waits (hybrid pipeline), then stop billing.
+TOKEN_URL="$STORE/control/gpu-node-task.json"
+for _ in $(seq 1 60); do
+  if aws s3 cp "$TOKEN_URL" /opt/relaytrain/task.json 2>/dev/null; then
+    TOKEN=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' /opt/relaytrain/task.json)
+    aws stepfunctions send-task-success --task-token "$TOKEN" --task-output "{\"store\": \"$STORE\", \"done\": true}"
+    break
+  fi
+  [ "$(imds tags/instance/relaytrain:wait-for-token || echo no)" = yes ] || break
+  sleep 10
+done
+shutdown -h now
+RUN
+chmod 755 /opt/relaytrain/run-node.sh
+cat > /etc/systemd/system/relaytrain-node.service <<'UNIT'
+[Unit]
+Description=relaytrain training node
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+ExecStart=/opt/relaytrain/run-node.sh
+Restart=on-failure
+RestartSec=30
+KillSignal=SIGTERM
+TimeoutStopSec=110
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now relaytrain-node.service

@@ -1,0 +1,217 @@
+"""RelaytrainStack: the whole AWS topology of one blueprint."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+from aws_cdk import CfnOutput, Stack, Tags
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from relaytrain.aws import nag
+from relaytrain.aws.constructs import (
+    DatasetBucket,
+    EfsCache,
+    GpuTrainingNode,
+    HybridPipeline,
+    LambdaStepTrainer,
+    RunObservability,
+    StageFunction,
+    TrainingNetwork,
+)
+from relaytrain.aws.constructs.gpu_node import DEFAULT_INSTANCE_TYPE, DLAMI_PARAMETER
+from relaytrain.aws.constructs.step_trainer import DEFAULT_LEGS_PER_EXECUTION, HANDLER
+from relaytrain.blueprint.schema import Blueprint, Lambda
+from relaytrain_runtime import RelayError
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+RUNTIME_DIR = ROOT / "runtime"  # build context of the runtime image (runtime/Dockerfile)
+RUN_PREFIX = "runs/"  # every run's store is s3://BUCKET/runs/NAME
+DATA_PREFIX = "data/"  # prepared datasets shared by runs
+ASSET_EXCLUDE = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", ".pytest_cache", "build", "dist"]
+
+
+def stack_name(blueprint: Blueprint) -> str:
+    """CloudFormation stack name of a blueprint: `relaytrain-NAME` with only [A-Za-z0-9-]."""
+    return "relaytrain-" + re.sub(r"[^A-Za-z0-9-]+", "-", blueprint.name).strip("-")
+
+
+class RelaytrainStack(Stack):
+    """Dataset bucket, workers and orchestration of one AWS blueprint, checked by cdk-nag.
+
+    Outputs: BucketName, StoreUrl (the default run's store), StateMachineArn (lambda-steps, hybrid).
+    `legs_per_execution` overrides the continue-as-new interval (tests use a small one).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        blueprint: Blueprint,
+        *,
+        runtime_dir: pathlib.Path = RUNTIME_DIR,
+        legs_per_execution: int = DEFAULT_LEGS_PER_EXECUTION,
+        **kwargs,
+    ) -> None:
+        if blueprint.cloud != "aws":
+            raise RelayError(f"blueprint {blueprint.name!r}: cloud is {blueprint.cloud!r}; the CDK app builds AWS blueprints only")
+        if blueprint.topology == "function-shards":
+            raise RelayError(f"blueprint {blueprint.name!r}: topology function-shards runs on GCP only (cloud: gcp)")
+        if not (runtime_dir / "Dockerfile").is_file():
+            raise RelayError(f"runtime image: {runtime_dir / 'Dockerfile'} is missing (the Lambda image is built from it)")
+        super().__init__(scope, stack_name(blueprint), description=f"relaytrain {blueprint.name}: {blueprint.topology}", **kwargs)
+        self.blueprint = blueprint
+        self.runtime_dir = runtime_dir
+        self.spec = blueprint.training.run_spec().to_dict()
+        self.run_name = blueprint.name
+        self.legs_per_execution = legs_per_execution
+        for key, value in {"relaytrain:blueprint": blueprint.name, **blueprint.tags}.items():
+            Tags.of(self).add(key, value)
+
+        existing = s3.Bucket.from_bucket_name(self, "ExistingBucket", blueprint.dataset.bucket) if blueprint.dataset.bucket else None
+        self.data = DatasetBucket(self, "Data", bucket=existing)
+        self.store = f"s3://{self.data.bucket.bucket_name}/{RUN_PREFIX}{self.run_name}"
+        self.state_machine = None
+        self.functions: list[lambda_.IFunction] = []
+        build = {"lambda-steps": self._lambda_steps, "gpu-node": self._gpu_node, "hybrid": self._hybrid}[blueprint.topology]
+        build()
+
+        self.add_output("BucketName", self.data.bucket.bucket_name)
+        self.add_output("StoreUrl", self.store)
+        if self.state_machine is not None:
+            self.add_output("StateMachineArn", self.state_machine.state_machine_arn)
+            RunObservability(
+                self,
+                "Observability",
+                run=self.run_name,
+                state_machines=[self.state_machine],
+                functions=self.functions,
+                budget_usd=blueprint.budget_usd,
+                dashboard_name=stack_name(blueprint),
+            )
+
+    # -- topologies -------------------------------------------------------------------------
+    def _image(self) -> lambda_.DockerImageCode:
+        arch = (self.blueprint.lambda_ or self.blueprint.preprocess or Lambda()).architecture
+        return lambda_.DockerImageCode.from_image_asset(
+            str(self.runtime_dir),
+            cmd=[HANDLER],
+            platform=ecr_assets.Platform.LINUX_ARM64 if arch == "arm64" else ecr_assets.Platform.LINUX_AMD64,
+        )
+
+    def _stage_props(self, config: Lambda) -> dict:
+        return dict(
+            code=self._image(),
+            memory_mb=config.memory_mb,
+            timeout_s=config.timeout_s,
+            ephemeral_mb=config.ephemeral_mb,
+            architecture=config.architecture,
+        )
+
+    def _lambda_steps(self) -> None:
+        bp = self.blueprint
+        config = bp.lambda_ or Lambda()
+        props = self._stage_props(config)
+        if bp.cache.enabled:
+            network = TrainingNetwork(self, "Network")
+            cache = EfsCache(self, "Cache", vpc=network.vpc, workers=network.worker_security_group)
+            props.update(
+                vpc=network.vpc,
+                subnets=network.isolated_subnets,
+                security_groups=[network.worker_security_group],
+                access_point=cache.access_point,
+                mount_path=bp.cache.path,
+            )
+        trainer = LambdaStepTrainer(
+            self,
+            "StepTrainer",
+            store_root=f"s3://{self.data.bucket.bucket_name}/{RUN_PREFIX.rstrip('/')}",
+            spec=self.spec,
+            budget_usd=bp.budget_usd,
+            retries=config.retries,
+            legs_per_execution=self.legs_per_execution,
+            state_machine_name=f"{stack_name(bp)}-legs",
+            **props,
+        )
+        self.data.grant_prefix_read_write(trainer.function, RUN_PREFIX)
+        self.data.grant_prefix_read(trainer.function, DATA_PREFIX)
+        self.state_machine = trainer.state_machine
+        self.functions = [trainer.function]
+        self.trainer = trainer
+
+    def _runtime_asset(self) -> s3_assets.Asset:
+        return s3_assets.Asset(self, "RuntimeSource", path=str(self.runtime_dir), exclude=ASSET_EXCLUDE)
+
+    def _node(self, network: TrainingNetwork, *, launch: bool) -> GpuTrainingNode:
+        gpu = self.blueprint.gpu
+        assert gpu is not None  # the schema's topology check guarantees it; validated again below
+        node = GpuTrainingNode(
+            self,
+            "GpuNode",
+            vpc=network.vpc,
+            security_group=network.worker_security_group,
+            runtime_asset=self._runtime_asset(),
+            spec=self.spec,
+            store=self.store if launch else "",
+            launch=launch,
+            instance_type=gpu.instance_type or DEFAULT_INSTANCE_TYPE,
+            nodes=gpu.nodes,
+            spot=gpu.spot,
+            root_volume_gb=gpu.root_volume_gb,
+            checkpoint_every_s=gpu.checkpoint_every_s,
+            image_parameter=gpu.image or DLAMI_PARAMETER,
+        )
+        self.data.grant_prefix_read_write(node.role, RUN_PREFIX)
+        self.data.grant_prefix_read(node.role, DATA_PREFIX)
+        return node
+
+    def _gpu_node(self) -> None:
+        self._require_gpu()
+        network = TrainingNetwork(self, "Network", public_subnets=True)
+        self.gpu_node = self._node(network, launch=True)
+
+    def _hybrid(self) -> None:
+        self._require_gpu()
+        bp = self.blueprint
+        network = TrainingNetwork(self, "Network", public_subnets=True)
+        node = self._node(network, launch=False)
+        pre_cfg, eval_cfg = bp.preprocess or Lambda(), bp.evaluate or Lambda()
+        preprocess = StageFunction(self, "Preprocess", description="relaytrain preprocess (one raw object per invocation)", **self._stage_props(pre_cfg))
+        evaluate = StageFunction(self, "Evaluate", description="relaytrain evaluate (one checkpoint per invocation)", **self._stage_props(eval_cfg))
+        raw = bp.dataset.raw_prefix
+        self.data.grant_prefix_read(preprocess.function, raw)
+        for stage in (preprocess, evaluate):
+            self.data.grant_prefix_read_write(stage.function, RUN_PREFIX)
+            self.data.grant_prefix_read(stage.function, DATA_PREFIX)
+        pipeline = HybridPipeline(
+            self,
+            "Pipeline",
+            bucket=self.data.bucket,
+            run_prefix=RUN_PREFIX,
+            raw_prefix=raw,
+            preprocess=preprocess.function,
+            evaluate=evaluate.function,
+            launch_template=node.launch_template,
+            node_role=node.role,
+            placement_group=node.placement_group,
+            subnet_id=network.vpc.public_subnets[0].subnet_id,
+            nodes=bp.gpu.nodes,
+            spot=bp.gpu.spot,
+            retries=pre_cfg.retries,
+            stage_timeout_s=max(pre_cfg.timeout_s, eval_cfg.timeout_s),
+            max_concurrency=pre_cfg.max_concurrency,
+            state_machine_name=f"{stack_name(bp)}-pipeline",
+        )
+        self.state_machine = pipeline.state_machine
+        self.functions = [preprocess.function, evaluate.function]
+        self.gpu_node = node
+
+    def _require_gpu(self) -> None:
+        if self.blueprint.gpu is None:
+            raise RelayError(f"blueprint {self.blueprint.name!r}: topology {self.blueprint.topology} needs a gpu: section")
+
+    def add_output(self, name: str, value: str) -> None:
+        CfnOutput(self, name, value=value)
