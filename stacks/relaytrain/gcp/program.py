@@ -1,0 +1,125 @@
+"""The Pulumi program: one blueprint in, its whole Google Cloud topology out.
+
+`build(blueprint, config)` is a plain function (no work at import), so tests and review plans run
+it repeatedly in one process under Pulumi's mocks; `relaytrain/gcp/__main__.py` is what
+`pulumi up` runs (it reads the stack config and calls `build`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+
+from relaytrain.blueprint.schema import Blueprint
+from relaytrain.gcp import components as c
+from relaytrain.gcp import workflow as wf
+from relaytrain.gcp.source import SourceArchive, build_source_archive
+from relaytrain_runtime import RelayError
+
+DEFAULT_REGION = "us-central1"
+DEFAULT_MACHINE_TYPE = "n1-standard-8"
+DEFAULT_ACCELERATOR = "nvidia-tesla-v100"
+HANDLER_MARGIN_S = 60  # the handler answers this long before the workflow's HTTP call gives up
+SUPPORTED = ("function-shards", "gpu-node")
+
+
+class GcpProgramError(RelayError):
+    pass
+
+
+@dataclass(frozen=True)
+class GcpConfig:
+    """Stack settings that are not in the blueprint (`pulumi config`)."""
+
+    project: str = ""
+    region: str = ""  # gcp:region; the blueprint's region wins when only it is set
+    force_destroy: bool = False  # let `pulumi destroy` delete a bucket that still holds objects
+    source: SourceArchive | None = field(default=None, compare=False)  # prebuilt archive (tests)
+
+
+@dataclass
+class Deployment:
+    """What `build` created, for tests and for stack outputs."""
+
+    region: str
+    store_url: pulumi.Output
+    bucket: pulumi.Output
+    dataset: c.DatasetBucket | None = None
+    shards: c.FunctionShards | None = None
+    orchestration: c.Orchestration | None = None
+    network: c.TrainingNetwork | None = None
+    node: c.GpuTrainingNode | None = None
+
+
+def region_of(bp: Blueprint, config: GcpConfig) -> str:
+    if bp.region and config.region and bp.region != config.region:
+        raise GcpProgramError(f"blueprint {bp.name}: region {bp.region!r} differs from stack config gcp:region "
+                              f"{config.region!r} (set one of them, or make them equal)")
+    return bp.region or config.region or DEFAULT_REGION
+
+
+def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
+    config = config or GcpConfig()
+    if bp.cloud != "gcp":
+        raise GcpProgramError(f"blueprint {bp.name}: cloud is {bp.cloud!r}; the Pulumi program builds cloud: gcp")
+    if bp.topology not in SUPPORTED:
+        raise GcpProgramError(f"blueprint {bp.name}: topology {bp.topology!r} is not available on gcp "
+                              f"(choose one of: {', '.join(SUPPORTED)})")
+    region = region_of(bp, config)
+    labels = {**bp.tags, "relaytrain-blueprint": bp.name, "relaytrain-topology": bp.topology}
+
+    dataset = None
+    if bp.dataset.bucket:
+        bucket: pulumi.Output = pulumi.Output.from_input(bp.dataset.bucket)
+    else:
+        dataset = c.DatasetBucket(f"{bp.name}-data", location=region, force_destroy=config.force_destroy,
+                                  labels={**labels, "relaytrain-component": "dataset"})
+        bucket = dataset.name
+    store_url = pulumi.Output.concat("gs://", bucket, f"/runs/{bp.name}")
+    out = Deployment(region=region, store_url=store_url, bucket=bucket, dataset=dataset)
+    source = config.source or build_source_archive()
+
+    if bp.topology == "function-shards":
+        fs = bp.functions
+        if fs is None:
+            raise GcpProgramError(f"blueprint {bp.name}: topology function-shards needs a functions: section")
+        deadline = min(fs.round_deadline_s or fs.timeout_s, fs.timeout_s)
+        handler_timeout = min(deadline, wf.MAX_CALL_TIMEOUT_S - HANDLER_MARGIN_S)
+        out.shards = c.FunctionShards(
+            f"{bp.name}-shards", bucket=bucket, source=source, location=region, memory_gib=fs.memory_gib,
+            vcpu=fs.vcpu, timeout_s=fs.timeout_s, max_instances=fs.max_instances or fs.shards,
+            handler_timeout_s=handler_timeout, labels={**labels, "relaytrain-component": "shards"})
+        out.orchestration = c.Orchestration(
+            f"{bp.name}-rounds", shards=out.shards, region=region, store_url=store_url, shard_count=fs.shards,
+            call_timeout_s=handler_timeout + HANDLER_MARGIN_S,
+            max_rounds=wf.max_rounds(bp.training.steps, fs.sync, fs.local_steps), budget_usd=bp.budget_usd,
+            labels={**labels, "relaytrain-component": "orchestration"})
+
+    if bp.topology == "gpu-node":
+        gpu = bp.gpu
+        if gpu is None:
+            raise GcpProgramError(f"blueprint {bp.name}: topology gpu-node needs a gpu: section")
+        out.network = c.TrainingNetwork(f"{bp.name}-net", region=region)
+        out.node = c.GpuTrainingNode(
+            f"{bp.name}-node", bucket=bucket, store_url=store_url, source=source,
+            zone=gpu.zone or f"{region}-a", machine_type=gpu.instance_type or DEFAULT_MACHINE_TYPE,
+            accelerator_type=gpu.accelerator_type or DEFAULT_ACCELERATOR,
+            accelerator_count=gpu.accelerator_count or 1, subnetwork=out.network.subnetwork.id,
+            labels={**labels, "relaytrain-component": "gpu-node"}, nodes=gpu.nodes, spot=gpu.spot,
+            external_ip=gpu.external_ip, image=gpu.image or c.DLVM_IMAGE, disk_gb=gpu.root_volume_gb,
+            checkpoint_every_s=gpu.checkpoint_every_s)
+    return out
+
+
+def export(deployment: Deployment) -> None:
+    """Stack outputs a user needs to start and watch a run."""
+    pulumi.export("region", deployment.region)
+    pulumi.export("bucket", deployment.bucket)
+    pulumi.export("store_url", deployment.store_url)
+    if deployment.orchestration:
+        pulumi.export("workflow", deployment.orchestration.workflow.name)
+        pulumi.export("function_url", deployment.shards.url)
+    if deployment.node:
+        pulumi.export("instances", [i.name for i in deployment.node.instances])
+        pulumi.export("zone", deployment.node.instances[0].zone)
