@@ -1,0 +1,149 @@
+"""The GCP program over every GCP blueprint: snapshots, policy gates, review plans, errors."""
+
+import json
+import re
+import subprocess
+import sys
+import types
+
+import pytest
+
+from tests.fixtures.pulumi import gcp_blueprint_files, load_blueprint
+
+BLUEPRINT_NAMES = [p.stem for p in gcp_blueprint_files()]
+_HASH = re.compile(r"\b[0-9a-f]{64}\b|(?<=relaytrain-)[0-9a-f]{16}(?=\.zip)")
+
+
+def snapshot_view(graph) -> list[dict]:
+    """The graph as the snapshot stores it: the runtime archive's hash masked, so merging runtime
+    code does not churn every snapshot (test_gcp_components checks the hash itself)."""
+    return json.loads(_HASH.sub("<hash>", json.dumps([r.to_json() for r in graph], sort_keys=True)))
+
+
+@pytest.mark.parametrize("name", BLUEPRINT_NAMES)
+def test_resource_graph_snapshot(name, gcp_graph, gcp_blueprints, snapshot):
+    assert snapshot_view(gcp_graph(gcp_blueprints[name])) == snapshot
+
+
+@pytest.mark.parametrize("name", BLUEPRINT_NAMES)
+def test_policy_gates(name, gcp_graph, gcp_blueprints):
+    from relaytrain.gcp.policy import violations
+
+    graph = gcp_graph(gcp_blueprints[name])
+    assert len(graph) > 5
+    assert violations(graph) == []
+
+
+def test_build_is_repeatable_in_one_process(gcp_blueprints, gcp_source):
+    from relaytrain.gcp.mocks import run_program
+    from relaytrain.gcp.program import GcpConfig, build
+
+    bp = gcp_blueprints["gcp-tiny-shards"]
+    runs = [run_program(lambda: build(bp, GcpConfig(source=gcp_source)) and None) for _ in range(2)]
+    assert [r.to_json() for r in runs[0]] == [r.to_json() for r in runs[1]]
+    assert len({(r.type, r.name) for r in runs[0]}) == len(runs[0])  # mocks do not catch duplicate names
+
+
+def _resource(typ, name, **inputs):
+    return types.SimpleNamespace(type=typ, name=name, inputs=inputs)
+
+
+BAD = [
+    (_resource("gcp:storage/bucketIAMMember:BucketIAMMember", "pub", bucket="b", role="roles/storage.objectViewer",
+               member="allUsers"), "relaytrain-no-public-members: pub: grants access to allUsers"),
+    (_resource("gcp:cloudrunv2/serviceIamMember:ServiceIamMember", "pub2", member="allAuthenticatedUsers"),
+     "relaytrain-no-public-members: pub2: grants access to allAuthenticatedUsers"),
+    (_resource("gcp:storage/bucket:Bucket", "b", uniformBucketLevelAccess=True, publicAccessPrevention="inherited"),
+     "relaytrain-bucket-locked-down: b: publicAccessPrevention must be 'enforced'"),
+    (_resource("gcp:storage/bucket:Bucket", "b2", publicAccessPrevention="enforced"),
+     "relaytrain-bucket-locked-down: b2: uniformBucketLevelAccess must be true"),
+    (_resource("gcp:compute/instance:Instance", "vm", serviceAccount={"email": "123-compute@developer.gserviceaccount.com"}),
+     "relaytrain-no-default-compute-sa: vm: runs as the default compute service account 123-compute@developer.gserviceaccount.com"),
+    (_resource("gcp:compute/instance:Instance", "vm2"),
+     "relaytrain-no-default-compute-sa: vm2: no service account set, so it runs as the default compute service account"),
+    (_resource("gcp:compute/instance:Instance", "gpu", serviceAccount={"email": "n@p.iam.gserviceaccount.com"},
+               guestAccelerators=[{"type": "nvidia-l4", "count": 1}], scheduling={"onHostMaintenance": "MIGRATE"},
+               labels={"relaytrain-blueprint": "x", "relaytrain-component": "gpu-node"}),
+     "relaytrain-gpu-instance: gpu: GPU instances need scheduling.onHostMaintenance 'TERMINATE'"),
+    (_resource("gcp:compute/instance:Instance", "gpu2", serviceAccount={"email": "n@p.iam.gserviceaccount.com"},
+               guestAccelerators=[{"type": "nvidia-l4", "count": 1}], scheduling={"onHostMaintenance": "TERMINATE"}),
+     "relaytrain-gpu-instance: gpu2: missing cost labels relaytrain-blueprint, relaytrain-component"),
+    (_resource("gcp:cloudfunctionsv2/function:Function", "fn",
+               serviceConfig={"serviceAccountEmail": "f@p.iam.gserviceaccount.com", "ingressSettings": "ALLOW_ALL"}),
+     "relaytrain-function-internal-ingress: fn: ingressSettings must be ALLOW_INTERNAL_ONLY, got 'ALLOW_ALL'"),
+    (_resource("gcp:cloudfunctionsv2/function:Function", "fn2", serviceConfig={"ingressSettings": "ALLOW_INTERNAL_ONLY"}),
+     "relaytrain-no-default-compute-sa: fn2: serviceConfig.serviceAccountEmail not set (the default compute service account)"),
+    (_resource("gcp:workflows/workflow:Workflow", "wf"),
+     "relaytrain-no-default-compute-sa: wf: no service account set, so it runs as the default compute service account"),
+]
+
+
+@pytest.mark.parametrize("resource,message", BAD, ids=[r.name for r, _ in BAD])
+def test_policy_rules_catch_violations(resource, message):
+    from relaytrain.gcp.policy import violations
+
+    assert violations([resource]) == [message]
+
+
+def test_policy_pack_reports_through_pulumi_policy():
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "stacks" / "policy"))
+    try:
+        from relaytrain_policies import policies
+    finally:
+        sys.path.pop(0)
+    pack = {p.name: p for p in policies()}
+    assert set(pack) == {"relaytrain-no-public-members", "relaytrain-bucket-locked-down",
+                         "relaytrain-no-default-compute-sa", "relaytrain-gpu-instance",
+                         "relaytrain-function-internal-ingress"}
+    reported = []
+    args = types.SimpleNamespace(resource_type="gcp:storage/bucket:Bucket", name="open", urn="urn:x",
+                                 props={"uniformBucketLevelAccess": False, "publicAccessPrevention": "enforced"})
+    pack["relaytrain-bucket-locked-down"].validate(args, lambda msg, urn=None: reported.append((msg, urn)))
+    assert reported == [("open: uniformBucketLevelAccess must be true", "urn:x")]
+    reported.clear()
+    args.props = {"uniformBucketLevelAccess": True, "publicAccessPrevention": "enforced"}
+    pack["relaytrain-bucket-locked-down"].validate(args, lambda msg, urn=None: reported.append((msg, urn)))
+    assert reported == []
+
+
+def test_program_refuses_what_it_cannot_build(tmp_path):
+    from relaytrain.blueprint.schema import Blueprint
+    from relaytrain.gcp.program import GcpConfig, GcpProgramError, build, region_of
+    from relaytrain_runtime import RelayError
+
+    bp = Blueprint.model_validate({"name": "x", "cloud": "gcp", "region": "europe-west4", "topology": "gpu-node",
+                                   "gpu": {}})
+    with pytest.raises(GcpProgramError, match="region 'europe-west4' differs from stack config gcp:region 'us-east1'"):
+        region_of(bp, GcpConfig(region="us-east1"))
+    assert region_of(bp, GcpConfig(region="europe-west4")) == "europe-west4"
+    assert issubclass(GcpProgramError, RelayError)
+    with pytest.raises(GcpProgramError, match="cloud is 'aws'"):
+        build(Blueprint.model_validate({"name": "a", "cloud": "aws", "topology": "gpu-node"}))
+    with pytest.raises(GcpProgramError, match="topology 'lambda-steps' is not available on gcp"):
+        build(Blueprint.model_validate({"name": "l", "cloud": "gcp", "topology": "lambda-steps"}))
+    with pytest.raises(GcpProgramError, match="needs a functions: section"):
+        build(Blueprint.model_validate({"name": "f", "cloud": "gcp", "topology": "function-shards"}),
+              GcpConfig(source=object()))
+
+
+def test_write_plans_one_json_per_blueprint(tmp_path, gcp_blueprints):
+    from relaytrain.gcp.review import write_plans
+
+    bps = [gcp_blueprints["gcp-tiny-shards"], gcp_blueprints["gcp-gpu-spot"]]
+    paths = write_plans(bps, tmp_path / "gcp")
+    assert [p.name for p in paths] == ["gcp-tiny-shards.plan.json", "gcp-gpu-spot.plan.json"]
+    plan = json.loads(paths[1].read_text())
+    assert plan["blueprint"] == "gcp-gpu-spot" and plan["topology"] == "gpu-node"
+    types_ = {r["type"] for r in plan["resources"]}
+    assert {"gcp:compute/instance:Instance", "relaytrain:gcp:GpuTrainingNode"} <= types_
+    assert "0x" not in paths[0].read_text()  # no memory addresses
+    again = write_plans(bps, tmp_path / "again")
+    assert [p.read_text() for p in again] == [p.read_text() for p in paths]
+
+
+def test_light_imports_never_load_pulumi():
+    code = ("import relaytrain.gcp, relaytrain.gcp.workflow, relaytrain.gcp.policy, relaytrain.gcp.source, "
+            "relaytrain.gcp.localflow, sys, json; print(json.dumps(sorted(sys.modules)))")
+    mods = {m.split(".")[0] for m in json.loads(subprocess.run([sys.executable, "-c", code], check=True,
+                                                               capture_output=True, text=True).stdout)}
+    assert not {"pulumi", "pulumi_gcp", "torch"} & mods
