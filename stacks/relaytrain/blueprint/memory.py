@@ -1,0 +1,57 @@
+"""Training-memory estimate of a run on one worker, shared by validation and the planner.
+
+fp32 AdamW training holds weights (4 B/param), gradients (4 B/param) and two optimizer moments
+(8 B/param); activations follow Korthikanti et al. 2022 ("Reducing Activation Recomputation"),
+s*b*h*(34 + 5*a*s/h) bytes per layer for 16-bit tensors, doubled for fp32; the LM head keeps
+logits, their softmax and its gradient (3 x b*s*V*4 B). An estimate to reject the impossible,
+not a promise that anything just under the limit fits: a worker must keep 10 % headroom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relaytrain_runtime.presets import ModelConfig
+
+GIB = 1024**3
+RUNTIME_OVERHEAD_GIB = 0.5  # Python + torch + the data pipeline in a CPU worker
+GPU_CONTEXT_GIB = 0.75  # CUDA context and allocator reserve on a GPU
+HEADROOM = 0.9  # the estimate must stay under 90 % of the worker's memory
+
+
+@dataclass(frozen=True)
+class Memory:
+    weights: float  # bytes
+    grads: float
+    optimizer: float
+    activations: float
+    overhead: float
+    micro_batch: int
+    seq_len: int
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.grads + self.optimizer + self.activations + self.overhead
+
+    def fits(self, worker_bytes: float) -> bool:
+        return self.total <= HEADROOM * worker_bytes
+
+    def describe(self) -> str:
+        g = lambda x: f"{x / GIB:.1f}"  # noqa: E731
+        return (f"{g(self.total)} GiB (weights {g(self.weights)} + gradients {g(self.grads)} + optimizer "
+                f"{g(self.optimizer)} + activations {g(self.activations)} at micro-batch {self.micro_batch} x "
+                f"{self.seq_len} tokens + runtime {g(self.overhead)})")
+
+
+def training_memory(model: ModelConfig, micro_batch: int, seq_len: int, gpu: bool = False) -> Memory:
+    p = model.param_count()
+    s, b, h, a, L = seq_len, micro_batch, model.d_model, model.n_heads, model.n_layers
+    per_layer = 2 * s * b * h * (34 + 5 * a * s / h)
+    logits = 3 * b * s * model.vocab_size * 4
+    overhead = (GPU_CONTEXT_GIB if gpu else RUNTIME_OVERHEAD_GIB) * GIB
+    return Memory(4 * p, 4 * p, 8 * p, L * per_layer + logits, overhead, b, s)
+
+
+def checkpoint_bytes(model: ModelConfig) -> int:
+    """One checkpoint in the store: fp32 weights and the two AdamW moments."""
+    return 12 * model.param_count()

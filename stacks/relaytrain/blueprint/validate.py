@@ -1,0 +1,323 @@
+"""Checks a schema-valid blueprint against platform limits, topology rules and training memory.
+
+`resolve(bp)` fills the opinionated defaults (region, the topology's worker section, instance
+type); `check(bp)` returns every problem as (field path, message), the limit in each message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from relaytrain_runtime import RelayError
+
+from relaytrain.blueprint import limits as L
+from relaytrain.blueprint.memory import GIB, Memory, checkpoint_bytes, training_memory
+from relaytrain.blueprint.schema import Blueprint, Functions, Gpu, Lambda
+
+Problem = tuple[tuple, str]
+
+# which worker sections each topology takes
+SECTIONS = {
+    "lambda-steps": ("lambda",),
+    "function-shards": ("functions",),
+    "gpu-node": ("gpu",),
+    "hybrid": ("gpu", "preprocess", "evaluate"),
+}
+ALL_SECTIONS = ("lambda", "functions", "gpu", "preprocess", "evaluate")
+CLOUDS = {"lambda-steps": ("aws",), "function-shards": ("gcp",), "gpu-node": ("aws", "gcp"), "hybrid": ("aws",)}
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+GCP_LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+GCP_LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+def _section(bp: Blueprint, name: str):
+    return getattr(bp, "lambda_" if name == "lambda" else name)
+
+
+def resolve(bp: Blueprint) -> Blueprint:
+    """The blueprint with its defaults filled in, so every reader sees the same topology."""
+    update: dict = {}
+    if not bp.region and bp.cloud in L.DEFAULT_REGION:
+        update["region"] = L.DEFAULT_REGION[bp.cloud]
+    region = update.get("region", bp.region)
+    wanted = SECTIONS.get(bp.topology, ())
+    if "lambda" in wanted and bp.lambda_ is None:
+        update["lambda_"] = Lambda()
+    if "functions" in wanted and bp.functions is None:
+        update["functions"] = Functions()
+    if "preprocess" in wanted and bp.preprocess is None:
+        update["preprocess"] = Lambda(memory_mb=2048, ephemeral_mb=2048)
+    if "evaluate" in wanted and bp.evaluate is None:
+        update["evaluate"] = Lambda()
+    if "gpu" in wanted:
+        gpu = bp.gpu or Gpu()
+        g: dict = {}
+        if not gpu.instance_type:
+            g["instance_type"] = L.DEFAULT_INSTANCE[bp.cloud]
+        if bp.cloud == "gcp":
+            inst = L.GCP_INSTANCES.get(g.get("instance_type", gpu.instance_type))
+            if inst is not None and not inst.gpu:  # n1: a GPU is attached; V100 unless told
+                g["accelerator_type"] = gpu.accelerator_type or "nvidia-tesla-v100"
+                g["accelerator_count"] = gpu.accelerator_count or 1
+            if not gpu.zone:
+                g["zone"] = f"{region}-{L.DEFAULT_GCP_ZONE_SUFFIX.get(region, 'a')}"
+        update["gpu"] = gpu.model_copy(update=g) if g else gpu
+    return bp.model_copy(update=update) if update else bp
+
+
+@dataclass(frozen=True)
+class Worker:
+    """Where one copy of the model trains: its memory, and the micro-batch it processes."""
+
+    path: tuple  # the field that sets its memory
+    memory_bytes: float
+    micro_batch: int
+    gpu: bool
+    label: str
+
+
+def training_worker(bp: Blueprint) -> Worker | None:
+    spec = bp.training
+    batch = spec.batch_size
+    micro = spec.micro_batch_size or batch
+    if bp.topology == "lambda-steps" and bp.lambda_:
+        return Worker(("lambda", "memory_mb"), bp.lambda_.memory_mb * 1024**2, micro, False,
+                      f"a Lambda function with {bp.lambda_.memory_mb} MB")
+    if bp.topology == "function-shards" and bp.functions:
+        per_shard = max(1, batch // max(1, bp.functions.shards))
+        return Worker(("functions", "memory_gib"), bp.functions.memory_gib * GIB, min(micro, per_shard), False,
+                      f"a Cloud Function with {bp.functions.memory_gib:g} GiB")
+    if bp.topology in ("gpu-node", "hybrid") and bp.gpu:
+        gpu, count = L.gpu_of(bp.cloud, bp.gpu.instance_type, bp.gpu.accelerator_type, bp.gpu.accelerator_count)
+        if gpu is None:
+            return None
+        per_gpu = max(1, batch // max(1, count * bp.gpu.nodes))
+        return Worker(("gpu", "instance_type"), gpu.memory_gib * GIB, min(micro, per_gpu), True,
+                      f"one {gpu.name} ({gpu.memory_gib:g} GiB) of {bp.gpu.instance_type}")
+    return None
+
+
+def alternatives(bp: Blueprint, need_cpu: Memory, need_gpu: Memory) -> list[str]:
+    """Topologies (at their largest worker) where the same training fits."""
+    out = []
+    if bp.cloud == "aws" and need_cpu.fits(L.LAMBDA_MEMORY_MB[1] * 1024**2):
+        out.append(f"lambda-steps (memory_mb: {L.LAMBDA_MEMORY_MB[1]})")
+    if need_cpu.fits(L.GCF_MAX_MEMORY_GIB * GIB):
+        out.append(f"function-shards (cloud: gcp, memory_gib: {L.GCF_MAX_MEMORY_GIB}, vcpu: 8)")
+    gpus = {}  # smallest instance per GPU model and cloud
+    for cloud in ("aws", "gcp"):
+        for inst in L.instances(cloud).values():
+            gpu, _ = L.gpu_of(cloud, inst.name, "" if inst.gpu else "nvidia-tesla-v100", 1)
+            if gpu and need_gpu.fits(gpu.memory_gib * GIB):
+                gpus.setdefault((cloud, gpu.name), f"gpu-node ({cloud} {inst.name}, {gpu.name} {gpu.memory_gib:g} GiB)")
+    return out + list(gpus.values())
+
+
+def _range(problems, path, value, lo, hi, unit, what):
+    if not lo <= value <= hi:
+        problems.append((path, f"{value:g} {unit} is outside {what}'s limit of {lo:,}-{hi:,} {unit}"))
+
+
+def _lambda(problems, section: str, lam: Lambda) -> None:
+    p = (section,)
+    _range(problems, p + ("memory_mb",), lam.memory_mb, *L.LAMBDA_MEMORY_MB, "MB", "Lambda memory")
+    _range(problems, p + ("timeout_s",), lam.timeout_s, *L.LAMBDA_TIMEOUT_S, "s", "the Lambda timeout")
+    _range(problems, p + ("ephemeral_mb",), lam.ephemeral_mb, *L.LAMBDA_EPHEMERAL_MB, "MB", "Lambda /tmp")
+    if not 0 < lam.image_size_mb <= L.LAMBDA_IMAGE_MB:
+        problems.append((p + ("image_size_mb",), f"{lam.image_size_mb:,} MB is over Lambda's container image "
+                                                 f"limit of {L.LAMBDA_IMAGE_MB:,} MB (10 GB)"))
+    if not 0 <= lam.leg_margin_s < lam.timeout_s:
+        problems.append((p + ("leg_margin_s",), f"must be 0..{lam.timeout_s - 1} s (less than timeout_s "
+                                                f"{lam.timeout_s}), got {lam.leg_margin_s}"))
+    if not 0 <= lam.retries <= 10:
+        problems.append((p + ("retries",), f"must be 0..10, got {lam.retries}"))
+    if not 0 <= lam.max_concurrency <= L.LAMBDA_CONCURRENCY:
+        problems.append((p + ("max_concurrency",), f"must be 0..{L.LAMBDA_CONCURRENCY:,} (the default account "
+                                                   f"concurrency per region; 0 = no cap), got {lam.max_concurrency}"))
+
+
+def _functions(problems, f: Functions, batch: int) -> None:
+    p = ("functions",)
+    lo, hi = L.SHARDS
+    if not lo <= f.shards <= hi:
+        problems.append((p + ("shards",), f"must be {lo}..{hi} (Cloud Functions' default max instances), "
+                                          f"got {f.shards}"))
+    elif batch % f.shards:
+        problems.append((p + ("shards",), f"must divide training.batch_size {batch} so every shard takes the "
+                                          f"same number of sequences, got {f.shards}"))
+    if f.vcpu not in L.GCF_VCPU_MEMORY_GIB:
+        problems.append((p + ("vcpu",), f"must be one of {', '.join(map(str, L.GCF_VCPU_MEMORY_GIB))} "
+                                        f"(Cloud Functions 2nd gen, at most 8), got {f.vcpu}"))
+    if not 0 < f.memory_gib <= L.GCF_MAX_MEMORY_GIB:
+        problems.append((p + ("memory_gib",), f"{f.memory_gib:g} GiB is over Cloud Functions' limit of "
+                                              f"{L.GCF_MAX_MEMORY_GIB} GiB"))
+    elif f.vcpu in L.GCF_VCPU_MEMORY_GIB:
+        mlo, mhi = L.GCF_VCPU_MEMORY_GIB[f.vcpu]
+        if not mlo <= f.memory_gib <= mhi:
+            pairs = "; ".join(f"{c} vCPU: {a:g}-{b:g} GiB" for c, (a, b) in L.GCF_VCPU_MEMORY_GIB.items())
+            problems.append((p + ("memory_gib",), f"{f.memory_gib:g} GiB cannot be paired with {f.vcpu} vCPU "
+                                                  f"(allowed: {pairs})"))
+    _range(problems, p + ("timeout_s",), f.timeout_s, 1, L.GCF_HTTP_TIMEOUT_S, "s",
+           "an HTTP Cloud Function (2nd gen) timeout")
+    if f.max_instances and f.max_instances < f.shards:
+        problems.append((p + ("max_instances",), f"must be 0 (= shards) or at least shards ({f.shards}), "
+                                                 f"got {f.max_instances}"))
+    if f.local_steps < 1:
+        problems.append((p + ("local_steps",), f"must be >= 1, got {f.local_steps}"))
+    if not 0 < f.outer_lr <= 10:
+        problems.append((p + ("outer_lr",), f"must be in (0, 10], got {f.outer_lr:g}"))
+    if not 0 <= f.outer_momentum < 1:
+        problems.append((p + ("outer_momentum",), f"must be in [0, 1), got {f.outer_momentum:g}"))
+    if not 0 <= f.round_deadline_s <= f.timeout_s:
+        problems.append((p + ("round_deadline_s",), f"must be 0..timeout_s ({f.timeout_s}), got {f.round_deadline_s}"))
+
+
+def _gpu(problems, bp: Blueprint, g: Gpu) -> None:
+    p = ("gpu",)
+    table = L.instances(bp.cloud)
+    inst = table.get(g.instance_type)
+    if inst is None:
+        problems.append((p + ("instance_type",), f"unknown {bp.cloud} instance type {g.instance_type!r} "
+                                                 f"(known GPU types: {', '.join(table)})"))
+    elif bp.region not in inst.regions:
+        problems.append((p + ("instance_type",), f"{g.instance_type} is not offered in {bp.region} (offered in: "
+                                                 f"{', '.join(inst.regions)})"))
+    if bp.cloud == "aws":
+        for field, value in (("accelerator_type", g.accelerator_type), ("accelerator_count", g.accelerator_count),
+                             ("zone", g.zone), ("external_ip", g.external_ip)):
+            if value:
+                problems.append((p + (field,), f"is for cloud: gcp only; on aws the instance type implies it"
+                                 if field.startswith("acc") else "is for cloud: gcp only"))
+    elif inst is not None:
+        if inst.gpu:
+            implied = L.GPUS[inst.gpu]
+            if g.accelerator_type and g.accelerator_type != implied.gcp_name:
+                problems.append((p + ("accelerator_type",), f"{g.instance_type} comes with {inst.gpus}x "
+                                 f"{implied.gcp_name}; leave it empty or set {implied.gcp_name}"))
+            if g.accelerator_count and g.accelerator_count != inst.gpus:
+                problems.append((p + ("accelerator_count",), f"{g.instance_type} comes with {inst.gpus} GPU(s), "
+                                                             f"got {g.accelerator_count}"))
+        elif g.accelerator_type not in L.GCP_ATTACHED:
+            problems.append((p + ("accelerator_type",), f"unknown accelerator {g.accelerator_type!r} for "
+                             f"{g.instance_type} (choose one of: {', '.join(L.GCP_ATTACHED)})"))
+        else:
+            counts, regions, vcpu_per_gpu = L.GCP_ATTACHED[g.accelerator_type]
+            if g.accelerator_count not in counts:
+                problems.append((p + ("accelerator_count",), f"{g.accelerator_type} attaches in counts of "
+                                 f"{', '.join(map(str, counts))}, got {g.accelerator_count}"))
+            elif inst.vcpu > vcpu_per_gpu * g.accelerator_count:
+                problems.append((p + ("instance_type",), f"{g.instance_type} has {inst.vcpu} vCPU, more than "
+                                 f"{vcpu_per_gpu} per {g.accelerator_type} allows with {g.accelerator_count} GPU(s)"))
+            if bp.region not in regions:
+                problems.append((p + ("accelerator_type",), f"{g.accelerator_type} is not offered in {bp.region} "
+                                                            f"(offered in: {', '.join(regions)})"))
+        if g.zone and not g.zone.startswith(bp.region + "-"):
+            problems.append((p + ("zone",), f"zone {g.zone!r} is not in region {bp.region} "
+                                            f"(expected {bp.region}-a, -b, ...)"))
+    if not 1 <= g.nodes <= 16:
+        problems.append((p + ("nodes",), f"must be 1..16, got {g.nodes}"))
+    if not 60 <= g.checkpoint_every_s <= 86_400:
+        problems.append((p + ("checkpoint_every_s",), f"must be 60..86,400 s, got {g.checkpoint_every_s}"))
+    if not 50 <= g.root_volume_gb <= 16_384:
+        problems.append((p + ("root_volume_gb",), f"must be 50..16,384 GB (the deep learning image needs 50; "
+                                                  f"gp3/pd-balanced top out at 16 TiB), got {g.root_volume_gb}"))
+
+
+def check(bp: Blueprint) -> list[Problem]:
+    problems: list[Problem] = []
+    if not NAME_RE.match(bp.name):
+        problems.append((("name",), f"{bp.name!r} must be 3-40 characters of a-z, 0-9 and '-', starting with a "
+                                    "letter (it names stacks, buckets and functions)"))
+    if bp.topology not in CLOUDS or bp.cloud not in CLOUDS[bp.topology]:
+        problems.append((("topology",), f"{bp.topology} runs on cloud {' or '.join(CLOUDS[bp.topology])}, "
+                                        f"not {bp.cloud}"))
+    if bp.region not in L.REGIONS[bp.cloud]:
+        problems.append((("region",), f"unknown {bp.cloud} region {bp.region!r} (known: "
+                                      f"{', '.join(L.REGIONS[bp.cloud])})"))
+    wanted = SECTIONS[bp.topology]
+    for name in ALL_SECTIONS:
+        if name not in wanted and _section(bp, name) is not None:
+            problems.append(((name,), f"is not used by topology {bp.topology} (it takes: {', '.join(wanted)})"))
+
+    spec_problems = _training(problems, bp)
+    if bp.lambda_ and "lambda" in wanted:
+        _lambda(problems, "lambda", bp.lambda_)
+    for name in ("preprocess", "evaluate"):
+        if name in wanted and _section(bp, name):
+            _lambda(problems, name, _section(bp, name))
+    if bp.functions and "functions" in wanted:
+        _functions(problems, bp.functions, bp.training.batch_size)
+    if bp.gpu and "gpu" in wanted:
+        _gpu(problems, bp, bp.gpu)
+    if bp.cache.enabled and not bp.cache.path.startswith("/mnt/"):
+        problems.append((("cache", "path"), f"must be under /mnt/ (where Lambda mounts EFS), got {bp.cache.path!r}"))
+    if bp.dataset.bucket and not BUCKET_RE.match(bp.dataset.bucket):
+        problems.append((("dataset", "bucket"), f"{bp.dataset.bucket!r} is not a bucket name (3-63 characters of "
+                                                "a-z, 0-9, '.', '-')"))
+    if bp.budget_usd is not None and not bp.budget_usd > 0:
+        problems.append((("budget_usd",), f"must be > 0 (USD), got {bp.budget_usd:g}"))
+    _tags(problems, bp)
+    if not spec_problems and not problems:
+        _feasibility(problems, bp)
+    return problems
+
+
+def _training(problems, bp: Blueprint) -> bool:
+    """The run spec's own checks, each pointed at its `training.<field>`."""
+    before = len(problems)
+    try:
+        bp.training.run_spec()
+    except RelayError as exc:
+        for item in str(exc).removeprefix("invalid run spec: ").split("; "):
+            field, _, msg = item.partition(": ")
+            problems.append((("training", field), msg))
+    dataset = bp.training.dataset
+    if dataset != "stdlib" and not re.match(r"^(s3|gs|file)://.+", dataset):
+        problems.append((("training", "dataset"), f"must be 'stdlib' or a store URL (s3://, gs://, file://), "
+                                                  f"got {dataset!r}"))
+    return len(problems) > before
+
+
+def _tags(problems, bp: Blueprint) -> None:
+    if bp.cloud == "aws":
+        if len(bp.tags) > 50:
+            problems.append((("tags",), f"AWS allows 50 tags per resource, got {len(bp.tags)}"))
+        for k, v in bp.tags.items():
+            if not 1 <= len(k) <= 128 or k.lower().startswith("aws:") or len(v) > 256:
+                problems.append((("tags", k), "AWS tag keys are 1-128 characters not starting with 'aws:', "
+                                              "values at most 256"))
+    else:
+        if len(bp.tags) > 64:
+            problems.append((("tags",), f"GCP allows 64 labels per resource, got {len(bp.tags)}"))
+        for k, v in bp.tags.items():
+            if not GCP_LABEL_KEY_RE.match(k) or not GCP_LABEL_VALUE_RE.match(v):
+                problems.append((("tags", k), "GCP label keys start with a lowercase letter; keys and values are "
+                                              "at most 63 characters of a-z, 0-9, '_' and '-'"))
+
+
+def _feasibility(problems, bp: Blueprint) -> None:
+    spec = bp.training.run_spec()
+    worker = training_worker(bp)
+    if worker is None:
+        return
+    need = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=worker.gpu)
+    if not need.fits(worker.memory_bytes):
+        smaller = [m for m in range(worker.micro_batch - 1, 0, -1)
+                   if spec.batch_size % m == 0
+                   and training_memory(spec.model, m, spec.sequence_length, worker.gpu).fits(worker.memory_bytes)]
+        cpu = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=False)
+        gpu = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=True)
+        fits = alternatives(bp, cpu, gpu)
+        hint = f"; training.micro_batch_size: {smaller[0]} would fit" if smaller else ""
+        problems.append((worker.path, f"{spec.preset} training needs {need.describe()}, more than 90 % of "
+                                      f"{worker.label}{hint}; fits at this micro-batch: "
+                                      f"{', '.join(fits) if fits else 'none of the known workers'}"))
+    if bp.topology == "lambda-steps" and bp.lambda_:
+        ckpt = checkpoint_bytes(spec.model)
+        if ckpt > bp.lambda_.ephemeral_mb * 1024**2:
+            problems.append((("lambda", "ephemeral_mb"), f"one {spec.preset} checkpoint is {ckpt / 1024**2:,.0f} MB "
+                             f"and must fit in /tmp ({bp.lambda_.ephemeral_mb:,} MB; Lambda allows up to "
+                             f"{L.LAMBDA_EPHEMERAL_MB[1]:,})"))
