@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+GPU_MACHINE_FAMILIES = ("a2-", "a3-", "a4-", "g2-", "g4-")
 COST_LABELS = ("relaytrain-blueprint", "relaytrain-component")
 BUCKET = "gcp:storage/bucket:Bucket"
 INSTANCE = "gcp:compute/instance:Instance"
@@ -63,8 +64,14 @@ def not_default_compute_sa(typ: str, name: str, inputs: dict) -> list[str]:
     return [f"{name}: runs as the default compute service account {e}" for e in bad]
 
 
+def is_gpu_instance(typ: str, inputs: dict) -> bool:
+    """Attached GPUs, or an accelerator-optimized machine type that comes with them."""
+    machine = str(inputs.get("machineType") or "").rsplit("/", 1)[-1]
+    return typ == INSTANCE and bool(inputs.get("guestAccelerators") or machine.startswith(GPU_MACHINE_FAMILIES))
+
+
 def gpu_instance_rules(typ: str, name: str, inputs: dict) -> list[str]:
-    if typ != INSTANCE or not inputs.get("guestAccelerators"):
+    if not is_gpu_instance(typ, inputs):
         return []
     out = []
     if (inputs.get("scheduling") or {}).get("onHostMaintenance") != "TERMINATE":

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from relaytrain.blueprint import limits
 from relaytrain.blueprint.schema import Blueprint
 from relaytrain.gcp import components as c
 from relaytrain.gcp import workflow as wf
@@ -50,6 +51,17 @@ class Deployment:
     orchestration: c.Orchestration | None = None
     network: c.TrainingNetwork | None = None
     node: c.GpuTrainingNode | None = None
+
+
+def accelerator_of(machine_type: str, accelerator_type: str, accelerator_count: int) -> tuple[str, int]:
+    """The GPUs a node gets: attached ones as the blueprint says (n1), or those an accelerator-optimized
+    machine type (a2, g2) comes with, stated explicitly so reviews and policies see them."""
+    if accelerator_type:
+        return accelerator_type, accelerator_count or 1
+    inst = limits.GCP_INSTANCES.get(machine_type)
+    if inst is not None and inst.gpu:
+        return limits.GPUS[inst.gpu].gcp_name, inst.gpus
+    return DEFAULT_ACCELERATOR, accelerator_count or 1
 
 
 def region_of(bp: Blueprint, config: GcpConfig) -> str:
@@ -100,12 +112,13 @@ def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
         gpu = bp.gpu
         if gpu is None:
             raise GcpProgramError(f"blueprint {bp.name}: topology gpu-node needs a gpu: section")
+        machine_type = gpu.instance_type or DEFAULT_MACHINE_TYPE
+        accelerator, count = accelerator_of(machine_type, gpu.accelerator_type, gpu.accelerator_count)
         out.network = c.TrainingNetwork(f"{bp.name}-net", region=region)
         out.node = c.GpuTrainingNode(
             f"{bp.name}-node", bucket=bucket, store_url=store_url, source=source,
-            zone=gpu.zone or f"{region}-a", machine_type=gpu.instance_type or DEFAULT_MACHINE_TYPE,
-            accelerator_type=gpu.accelerator_type or DEFAULT_ACCELERATOR,
-            accelerator_count=gpu.accelerator_count or 1, subnetwork=out.network.subnetwork.id,
+            zone=gpu.zone or f"{region}-a", machine_type=machine_type, accelerator_type=accelerator,
+            accelerator_count=count, subnetwork=out.network.subnetwork.id,
             labels={**labels, "relaytrain-component": "gpu-node"}, nodes=gpu.nodes, spot=gpu.spot,
             external_ip=gpu.external_ip, image=gpu.image or c.DLVM_IMAGE, disk_gb=gpu.root_volume_gb,
             checkpoint_every_s=gpu.checkpoint_every_s)
