@@ -1,0 +1,269 @@
+"""The baton: the run's state in its store (layout in docs/ARCHITECTURE.md, "Baton layout").
+
+    spec.json                 the run spec, created once; a different spec is refused
+    ckpt/<gen>-<leg>/...      a checkpoint's objects: weights.safetensors, optimizer.safetensors, state.json
+    baton/<gen>.json          the commit (manifest): every object with size and sha256, step, tokens, loss,
+                              rng, data position, accrued cost, parent gen. Written LAST with create().
+
+A checkpoint exists only once its manifest does; no object is ever rewritten. Loading verifies every
+object's sha256; a corrupt or truncated checkpoint is skipped with a warning naming the bad object and
+the previous good one is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import uuid
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from relaytrain_runtime import RelayError
+from relaytrain_runtime.spec import RunSpec
+from relaytrain_runtime.store import NotFound, Store, open_store
+
+SPEC_KEY = "spec.json"
+COMMIT_PREFIX = "baton/"
+CKPT_PREFIX = "ckpt/"
+LEGS_PREFIX = "legs/"
+EVAL_PREFIX = "eval/"
+PAUSE_ENV = "RELAYTRAIN_TEST_SAVE_PAUSE"  # tests: seconds to sleep between checkpoint objects (targets mid-save kills)
+
+
+class CorruptCheckpoint(RelayError):
+    """A checkpoint object is missing, truncated or does not match its manifest."""
+
+
+def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors in sorted-name order (name, dtype, shape, bytes): equal iff the weights are."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _flatten_optimizer(opt_state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, rest = {}, {"param_groups": opt_state["param_groups"], "state": {}}
+    for idx, slots in opt_state["state"].items():
+        rest["state"][str(idx)] = {}
+        for name, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{idx}.{name}"] = value.contiguous()
+            else:
+                rest["state"][str(idx)][name] = value
+    return tensors, rest
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
+    state = {int(idx): dict(slots) for idx, slots in rest["state"].items()}
+    for key, value in tensors.items():
+        _, idx, name = key.split(".", 2)
+        state.setdefault(int(idx), {})[name] = value
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def _gen_of(key: str) -> int | None:
+    name = key[len(COMMIT_PREFIX):]
+    stem = name[:-5] if name.endswith(".json") else ""
+    return int(stem) if stem.isdigit() and len(stem) == 8 else None
+
+
+class Baton:
+    """The run in `store`. Training state (`load`/`commit`) is a dict:
+    {"weights": {name: tensor}, "optimizer": optimizer.state_dict(), "meta": {...}} where meta holds at least
+    step, tokens, loss, done, rng, metrics and cost_usd.
+    """
+
+    def __init__(self, store: Store | str):
+        self.store = open_store(store) if isinstance(store, str) else store
+        self.warnings: list[str] = []
+        self.next_gen: int | None = None  # the gen the next commit takes: highest existing at resume time + 1
+
+    # ------------------------------------------------------------------------------ spec
+
+    def init(self, spec: RunSpec) -> bool:
+        """Write the run spec once. True if written now, False if the identical spec was there already."""
+        self.store.check()
+        if self.store.create(SPEC_KEY, spec.to_json().encode()):
+            return True
+        existing = self.spec()
+        if existing.digest() != spec.digest():
+            ours, theirs = spec.to_dict(), existing.to_dict()
+            diff = ", ".join(f"{k}={theirs.get(k)!r} (asked {ours.get(k)!r})" for k in sorted(ours)
+                             if ours.get(k) != theirs.get(k))
+            raise RelayError(f"{self.store.url} already holds a different run ({diff}); "
+                             "use a new store URL, or the options of the existing run")
+        return False
+
+    def spec(self) -> RunSpec:
+        try:
+            raw = self.store.read(SPEC_KEY)
+        except NotFound:
+            raise RelayError(f"no run at {self.store.url} (no {SPEC_KEY}); start one with "
+                             "`relaytrain init --store URL --preset NAME --steps N`") from None
+        try:
+            return RunSpec.from_json(raw)
+        except RelayError as exc:
+            raise RelayError(f"{self.store.url}/{SPEC_KEY} is unusable: {exc}; "
+                             "restore it or start the run in a new store") from None
+
+    # ----------------------------------------------------------------------------- commits
+
+    def gens(self) -> list[int]:
+        """Gens of every commit manifest present (verified or not), ascending."""
+        return sorted(g for g in map(_gen_of, self.store.list(COMMIT_PREFIX)) if g is not None)
+
+    def manifest(self, gen: int) -> dict:
+        key = f"{COMMIT_PREFIX}{gen:08d}.json"
+        try:
+            commit = json.loads(self.store.read(key))
+            commit["objects"], commit["step"]  # noqa: B018 (shape check)
+        except NotFound:
+            raise CorruptCheckpoint(f"{key} is missing") from None
+        except (ValueError, KeyError, TypeError):
+            raise CorruptCheckpoint(f"{key} is corrupt (not a commit manifest)") from None
+        return commit
+
+    def _read_verified(self, commit: dict, name: str) -> bytes:
+        obj = commit["objects"][name]
+        try:
+            raw = self.store.read(obj["key"])
+        except NotFound:
+            raise CorruptCheckpoint(f"{obj['key']} is missing") from None
+        if len(raw) != obj["size"]:
+            raise CorruptCheckpoint(f"{obj['key']} is truncated ({len(raw)} of {obj['size']} bytes)")
+        if hashlib.sha256(raw).hexdigest() != obj["sha256"]:
+            raise CorruptCheckpoint(f"{obj['key']} is corrupt (sha256 mismatch)")
+        return raw
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        print(f"relaytrain: warning: {message}", file=sys.stderr, flush=True)
+
+    def _candidates(self):
+        """(gen, commit) from the newest down, skipping unreadable manifests with a warning."""
+        gens = self.gens()
+        self.next_gen = (gens[-1] if gens else 0) + 1
+        for gen in reversed(gens):
+            try:
+                yield self.manifest(gen)
+            except CorruptCheckpoint as exc:
+                self._warn(f"checkpoint gen {gen} is unusable: {exc}; falling back to the previous one")
+
+    def _no_usable(self) -> RelayError:
+        return RelayError(f"{self.store.url} has commits but no usable checkpoint (see the warnings above); "
+                          f"delete the bad {COMMIT_PREFIX}*.json objects to restart the run from step 0")
+
+    def latest(self, verify: bool = True) -> dict | None:
+        """The newest commit whose objects verify (None if the run has no commit yet)."""
+        found_any = False
+        for commit in self._candidates():
+            found_any = True
+            try:
+                if verify:
+                    for name in commit["objects"]:
+                        self._read_verified(commit, name)
+                return commit
+            except CorruptCheckpoint as exc:
+                self._warn(f"checkpoint gen {commit['gen']} is unusable: {exc}; falling back to the previous one")
+        if found_any:
+            raise self._no_usable()
+        return None
+
+    def load(self, commit: dict) -> dict:
+        """The training state of a commit; raises CorruptCheckpoint if any object fails verification."""
+        weights = st_load(self._read_verified(commit, "weights"))
+        opt_tensors = st_load(self._read_verified(commit, "optimizer"))
+        state = json.loads(self._read_verified(commit, "state"))
+        return {"weights": weights, "optimizer": _unflatten_optimizer(opt_tensors, state.pop("optimizer")),
+                "meta": {**state, "gen": commit["gen"]}}
+
+    def resume(self) -> tuple[dict | None, dict | None]:
+        """(commit, state) of the newest loadable checkpoint, or (None, None) for a fresh run."""
+        found_any = False
+        for commit in self._candidates():
+            found_any = True
+            try:
+                return commit, self.load(commit)
+            except CorruptCheckpoint as exc:
+                self._warn(f"checkpoint gen {commit['gen']} is unusable: {exc}; falling back to the previous one")
+        if found_any:
+            raise self._no_usable()
+        return None, None
+
+    def commit(self, parent_gen: int, state: dict, *, leg_id: str | None = None, gen: int | None = None) -> dict | None:
+        """Write a checkpoint's objects, then its manifest with create(). Returns the commit, or None when
+        another leg committed this gen first (the race is lost; our objects are removed)."""
+        if gen is None:
+            if self.next_gen is None:
+                gens = self.gens()
+                self.next_gen = (gens[-1] if gens else 0) + 1
+            gen = self.next_gen
+        leg_id = leg_id or uuid.uuid4().hex[:8]
+        prefix = f"{CKPT_PREFIX}{gen:08d}-{leg_id}/"
+        meta = dict(state["meta"])
+        opt_tensors, opt_rest = _flatten_optimizer(state["optimizer"])
+        payloads = {
+            "weights": (prefix + "weights.safetensors", lambda: st_save(state["weights"])),
+            "optimizer": (prefix + "optimizer.safetensors", lambda: st_save(opt_tensors)),
+            "state": (prefix + "state.json", lambda: json.dumps({**meta, "optimizer": opt_rest}).encode()),
+        }
+        pause = float(os.environ.get(PAUSE_ENV) or 0)
+        t0 = time.perf_counter()
+        objects = {}
+        for name, (key, make) in payloads.items():
+            raw = make()
+            self.store.write(key, raw)
+            objects[name] = {"key": key, "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+            del raw
+            if pause:
+                time.sleep(pause)
+        commit = {
+            "gen": gen, "parent": parent_gen, "leg_id": leg_id, "created": time.time(), "objects": objects,
+            "weights_sha256": weights_digest(state["weights"]),
+            **{k: meta.get(k) for k in ("step", "tokens", "loss", "done", "cost_usd", "rng", "spec_digest")},
+            "data": {"next_step": meta.get("step")},
+            "save_seconds": round(time.perf_counter() - t0, 4),
+        }
+        if not self.store.create(f"{COMMIT_PREFIX}{gen:08d}.json", (json.dumps(commit, indent=1) + "\n").encode()):
+            for obj in objects.values():
+                self.store.delete(obj["key"])
+            return None
+        self.next_gen = gen + 1
+        return commit
+
+    def prune(self, keep_last: int) -> list[int]:
+        """Delete all but the newest `keep_last` commits (manifest first, then its objects) and orphaned
+        checkpoint objects older than the oldest kept commit. Returns the pruned gens."""
+        gens = self.gens()
+        keep = gens[-keep_last:] if keep_last > 0 else []
+        oldest_kept = keep[0] if keep else 0
+        pruned = [g for g in gens if g < oldest_kept]
+        for gen in pruned:
+            self.store.delete(f"{COMMIT_PREFIX}{gen:08d}.json")
+        for key in self.store.list(CKPT_PREFIX):
+            stem = key[len(CKPT_PREFIX):].split("-", 1)[0]
+            if stem.isdigit() and int(stem) < oldest_kept:
+                self.store.delete(key)
+        return pruned
+
+    # ------------------------------------------------------------------------------ reports
+
+    def write_leg_status(self, gen: int, leg_id: str, status: dict) -> None:
+        self.store.write(f"{LEGS_PREFIX}{gen:08d}-{leg_id}.json", (json.dumps(status, indent=1) + "\n").encode())
+
+    def leg_statuses(self) -> list[dict]:
+        out = []
+        for key in self.store.list(LEGS_PREFIX):
+            try:
+                out.append(json.loads(self.store.read(key)))
+            except (ValueError, NotFound):
+                continue
+        return out

@@ -1,0 +1,105 @@
+"""Training building blocks shared by every entry point (legs, nodes, shards).
+
+    model, optimizer = build(spec)                         # model from the seed, AdamW
+    loss = train_step(model, optimizer, spec, dataset, step)
+    # or, split for data-parallel shards:
+    loss = forward_backward(model, spec, batch)            # accumulate grads of one rank's slice
+    apply_update(model, optimizer, spec, step)             # clip, set lr_at(step), optimizer step
+
+The LR schedule is a pure function of the step (`lr_at`), so its state is the step itself.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from relaytrain_runtime.data import Dataset, batch, eval_batch
+from relaytrain_runtime.model import build_model, model_tensors
+
+
+def make_optimizer(model: torch.nn.Module, spec) -> torch.optim.Optimizer:
+    """AdamW; weight decay on matrices and embeddings (dim >= 2), none on biases and LayerNorm gains."""
+    params = list(model_tensors(model).values())
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": spec.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), eps=spec.eps, foreach=False)
+
+
+def build(spec) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    model = build_model(spec.model, seed=spec.seed)
+    return model, make_optimizer(model, spec)
+
+
+def lr_at(spec, step: int) -> float:
+    """Learning rate of optimizer step `step` (0-based): linear warmup, then cosine/linear/constant to min_lr."""
+    if step < spec.warmup_steps:
+        return spec.lr * (step + 1) / spec.warmup_steps
+    if spec.schedule == "constant":
+        return spec.lr
+    span = max(spec.steps - spec.warmup_steps, 1)
+    progress = min((step - spec.warmup_steps) / span, 1.0)
+    if spec.schedule == "linear":
+        return spec.lr + (spec.min_lr - spec.lr) * progress
+    return spec.min_lr + 0.5 * (spec.lr - spec.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def forward_backward(model: torch.nn.Module, spec, batch_: dict, scale: float = 1.0) -> float:
+    """Accumulate gradients of `batch_` in micro batches of spec.micro_batch; returns the mean loss.
+
+    `scale` multiplies the gradients (e.g. 1/world for a rank's share of the global mean)."""
+    model.train()
+    ids, labels = batch_["input_ids"], batch_["labels"]
+    n = ids.size(0)
+    total = 0.0
+    for start in range(0, n, spec.micro_batch):
+        chunk = slice(start, start + spec.micro_batch)
+        _, loss = model(ids[chunk], labels[chunk])
+        weight = ids[chunk].size(0) / n
+        (loss * (weight * scale)).backward()
+        total += loss.item() * weight
+    return total
+
+
+def apply_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, spec, step: int) -> float:
+    """Clip gradients, set the step's learning rate, take the optimizer step, clear gradients. Returns the grad norm."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip) if spec.grad_clip > 0 else torch.zeros(())
+    lr = lr_at(spec, step)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+def train_step(model, optimizer, spec, dataset: Dataset, step: int) -> float:
+    """One full optimizer step on the global batch of `step`; returns its mean training loss."""
+    loss = forward_backward(model, spec, batch(spec, step, 0, 1, dataset))
+    apply_update(model, optimizer, spec, step)
+    return loss
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, spec, dataset: Dataset, batches: int | None = None, split: str = "val") -> float:
+    """Mean loss over the run's fixed held-out batches (same batches at every evaluation)."""
+    was_training = model.training
+    model.eval()
+    losses = []
+    for i in range(spec.eval_batches if batches is None else batches):
+        b = eval_batch(spec, i, dataset, split)
+        losses.append(model(b["input_ids"], b["labels"])[1].item())
+    model.train(was_training)
+    return sum(losses) / len(losses)
+
+
+def restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a Baton training state (weights, optimizer) into a freshly built model and optimizer."""
+    params = model_tensors(model)
+    missing = sorted(set(params) - set(state["weights"]))
+    if missing:
+        raise ValueError(f"checkpoint lacks weights for {missing[:3]}")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(state["weights"][name])
+    optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,34 @@
+"""Options shared by the verbs that create a run (`init`, `train`)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from relaytrain_runtime.spec import RunSpec
+
+_HELP = {
+    "preset": "model preset (tiny-gpt, tiny-bert, gpt2-small, bert-base, bert-large)",
+    "steps": "total optimizer steps of the run",
+    "seed": "seed of the weights, the batches and the masking",
+    "dataset": "'stdlib' (Python's own sources, built locally) or the store URL of a prepared dataset",
+}
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """One --option per RunSpec field (--batch-size, --lr, ...); --preset and --steps are required for init."""
+    defaults = RunSpec()
+    group = parser.add_argument_group("run spec")
+    for f in fields(RunSpec):
+        flag = "--" + f.name.replace("_", "-")
+        kind = type(getattr(defaults, f.name))
+        is_required = required and f.name in ("preset", "steps")
+        group.add_argument(flag, dest=f"spec_{f.name}", type=kind, default=None, required=is_required,
+                           help=_HELP.get(f.name, f"run spec field {f.name} (default {getattr(defaults, f.name)!r})"))
+
+
+def spec_from_args(args: argparse.Namespace) -> RunSpec | None:
+    """The RunSpec the options ask for; None when no spec option was given at all."""
+    given = {f.name: getattr(args, f"spec_{f.name}") for f in fields(RunSpec)}
+    given = {k: v for k, v in given.items() if v is not None}
+    return RunSpec(**given) if given else None
