@@ -98,8 +98,9 @@ class FunctionShards(pulumi.ComponentResource):
     The source archive is uploaded as an object named by its content hash. The function runs as
     a dedicated service account with object access to `bucket` alone, accepts internal traffic
     only, and nobody may invoke it until a caller is granted (`Orchestration` grants itself).
-    `handler_timeout_s` (RELAYTRAIN_TIMEOUT_S) is when the handler stops working and answers,
-    which must come before the caller's HTTP timeout.
+    `handler_timeout_s` (RELAYTRAIN_TIMEOUT_S) is how long the handler may work before it answers,
+    which must come before the caller's HTTP timeout; RELAYTRAIN_VCPU / RELAYTRAIN_MEMORY_GIB /
+    RELAYTRAIN_BILLING let it price its own seconds into the run's accrued cost.
     """
 
     def __init__(self, name: str, *, bucket: pulumi.Input[str], source: SourceArchive, location: str,
@@ -117,7 +118,8 @@ class FunctionShards(pulumi.ComponentResource):
         self.source_object = gcp.storage.BucketObject(
             f"{name}-source", bucket=bucket, name=source.object_name,
             source=pulumi.FileAsset(str(source.path)), content_type="application/zip", opts=child)
-        env = {"RELAYTRAIN_TIMEOUT_S": str(handler_timeout_s), **(environment or {})}
+        env = {"RELAYTRAIN_TIMEOUT_S": str(handler_timeout_s), "RELAYTRAIN_VCPU": str(vcpu),
+               "RELAYTRAIN_MEMORY_GIB": f"{memory_gib:g}", "RELAYTRAIN_BILLING": "request", **(environment or {})}
         memory = f"{memory_gib:g}Gi" if memory_gib >= 1 else f"{int(memory_gib * 1024)}Mi"
         self.function = gcp.cloudfunctionsv2.Function(
             f"{name}-function",

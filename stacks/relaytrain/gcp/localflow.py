@@ -2,7 +2,7 @@
 
 A small interpreter for the subset of the Workflows language that `relaytrain.gcp.workflow`
 generates: `assign`, `parallel` `for` over a `range`, `call: http.post` inside `try` with a
-`retry` policy, `switch` with `return` / `raise` / `next`, and `${...}` expressions over
+`retry` policy, `switch` with `return` / `raise` / `next`, subworkflows (the retry predicate), and `${...}` expressions over
 variables, `default`, `map.get`, `string`, `in`, arithmetic and comparisons. It lets the tests
 (and a user without a cloud account) drive the real handler over HTTP through exactly the steps
 the deployed workflow takes. Expressions come only from our own generator.
@@ -61,8 +61,16 @@ class _Map:
 
 class _Http:
     @staticmethod
-    def default_retry_predicate(err) -> bool:
-        return isinstance(err, (ConnectionError, TimeoutError)) or (isinstance(err, HttpError) and err.code in TRANSIENT)
+    def default_retry_predicate(e) -> bool:
+        return bool({"ConnectionError", "TimeoutError"} & set(e["tags"])) or e.get("code") in TRANSIENT
+
+
+def error_map(err: Exception) -> dict:
+    """An exception as Workflows presents it to `except` and retry predicates."""
+    if isinstance(err, HttpError):
+        return {"code": err.code, "tags": ["HttpError"], "message": str(err), "body": err.body}
+    tag = "TimeoutError" if isinstance(err, TimeoutError) else "ConnectionError"
+    return {"tags": [tag], "message": str(err)}
 
 
 _EXPR = re.compile(r"^\$\{(.*)\}$", re.S)
@@ -100,6 +108,8 @@ def http_post(url: str, body: dict, timeout: float, headers: dict | None = None)
         except ValueError:
             return exc.code, raw.decode(errors="replace")
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise TimeoutError(str(exc.reason)) from exc
         raise ConnectionError(str(exc.reason)) from exc
 
 
@@ -110,9 +120,15 @@ class Interpreter:
         self.calls: list[tuple[str, dict]] = []  # (url, body) of every request, for inspection
 
     def run(self, workflow: dict, args: dict | None = None) -> Any:
-        main = workflow["main"]
-        scope = {main["params"][0]: _wrap(args or {})} if main.get("params") else {}
-        return self._steps(main["steps"], scope)
+        self.subworkflows = {name: self._callable(sub) for name, sub in workflow.items() if name != "main"}
+        return self._callable(workflow["main"])(_wrap(args or {}))
+
+    def _callable(self, sub: dict) -> Callable:
+        def call(*values):
+            scope = {**self.subworkflows, **dict(zip(sub.get("params", []), values))}
+            return self._steps(sub["steps"], scope)
+
+        return call
 
     # -- steps -----------------------------------------------------------------------------
     def _steps(self, steps: list[dict], scope: dict) -> Any:
@@ -178,9 +194,8 @@ class Interpreter:
             try:
                 return self._call(body, scope)
             except (HttpError, ConnectionError, TimeoutError) as err:
-                if attempt + 1 == attempts or not evaluate(retry["predicate"], scope)(err):
-                    raise WorkflowError({"code": getattr(err, "code", "ConnectionError"), "message": str(err),
-                                         "body": getattr(err, "body", None)}) from err
+                if attempt + 1 == attempts or not evaluate(retry["predicate"], scope)(_wrap(error_map(err))):
+                    raise WorkflowError(error_map(err)) from err
                 self.sleep(delay)
                 delay = min(delay * backoff.get("multiplier", 2), backoff.get("max_delay", 60))
 
@@ -190,7 +205,10 @@ class Interpreter:
         args = evaluate(body["args"], scope)
         url = self.url_map(args["url"])
         self.calls.append((url, args["body"]))
-        code, payload = self.post(url, json.loads(json.dumps(args["body"])), float(args.get("timeout", 300)))
+        try:
+            code, payload = self.post(url, json.loads(json.dumps(args["body"])), float(args.get("timeout", 300)))
+        except OSError as exc:  # socket timeouts and refused connections
+            raise (TimeoutError if isinstance(exc, TimeoutError) else ConnectionError)(str(exc)) from exc
         if not 200 <= code < 300:
             raise HttpError(code, payload)
         if "result" in body:

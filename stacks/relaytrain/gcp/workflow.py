@@ -3,8 +3,8 @@
 One round: every shard in parallel (`{"op": "shard", "store", "round", "shard", "shards"}`,
 authenticated OIDC calls), then `{"op": "reduce", "store", "round", "shards"}`, then a check of
 `done` and of the accrued `cost_usd` against the budget; then the next round. Transient HTTP
-errors (429, 502, 503, 504, connection failures) are retried with exponential backoff; an
-`{"error": ...}` answer from a handler stops the execution with that error.
+errors (429, 500, 502, 503, 504, connection failures, timeouts) are retried with exponential
+backoff; a bad event (HTTP 400 with `{"error": ...}`) stops the execution with that error.
 
 The definition is a plain dict serialised with PyYAML (never string-pasted); `tests/` runs the
 same dict with a local interpreter against the real handler.
@@ -19,10 +19,24 @@ import yaml
 
 # Workflows caps one HTTP call at 1,800 s: a handler must answer before that.
 MAX_CALL_TIMEOUT_S = 1800
+# The handler answers 400 for a bad event (retrying cannot help) and 500 for an unexpected
+# failure (worth retrying); the platform adds 429 and 502-504 while instances scale.
+TRANSIENT_CODES = [429, 500, 502, 503, 504]
 RETRY = {
-    "predicate": "${http.default_retry_predicate}",
+    "predicate": "${retry_transient}",
     "max_retries": 5,
     "backoff": {"initial_delay": 2, "max_delay": 60, "multiplier": 2},
+}
+RETRY_TRANSIENT = {  # the retry predicate, a subworkflow: true for transient HTTP codes and network errors
+    "params": ["e"],
+    "steps": [
+        {"check": {"switch": [
+            {"condition": '${"ConnectionError" in e.tags}', "return": True},
+            {"condition": '${"TimeoutError" in e.tags}', "return": True},
+            {"condition": f'${{default(map.get(e, "code"), 0) in {TRANSIENT_CODES}}}', "return": True},
+        ]}},
+        {"permanent": {"return": False}},
+    ],
 }
 
 
@@ -89,7 +103,7 @@ def definition(plan: RoundPlan) -> dict:
         ]}},
         {"next_round": {"assign": [{"round": "${round + 1}"}], "next": "run_shards"}},
     ]
-    return {"main": {"params": ["args"], "steps": steps}}
+    return {"main": {"params": ["args"], "steps": steps}, "retry_transient": RETRY_TRANSIENT}
 
 
 class _Dumper(yaml.SafeDumper):
