@@ -165,6 +165,9 @@ def test_gpu_node_spot_terminate_shielded_private(spot):
     script = i["metadataStartupScript"]
     assert "-m relaytrain_runtime node --store \"$STORE\" --checkpoint-every 600 --poweroff-when-done" in script
     assert "requirements-node.txt" in script
+    # rank 0 writes the blueprint's run spec before training (idempotent for an identical spec)
+    assert '[ "$RANK" != 0 ] || $VENV/bin/python -m relaytrain_runtime init --store "$STORE" --preset tiny-gpt' in script
+    assert script.index("relaytrain_runtime init") < script.index("relaytrain_runtime node")
     assert i["metadata"]["relaytrain-source"] == f"gs://gcp-gpu-spot-data-bucket-0000000/{one(spot, OBJECT).inputs['name']}"
     sa = one(spot, ACCOUNT).inputs["accountId"]
     assert i["serviceAccount"]["email"].startswith(sa + "@")

@@ -151,3 +151,35 @@ def test_light_imports_never_load_pulumi():
     mods = {m.split(".")[0] for m in json.loads(subprocess.run([sys.executable, "-c", code], check=True,
                                                                capture_output=True, text=True).stdout)}
     assert not {"pulumi", "pulumi_gcp", "torch"} & mods
+
+
+def test_synth_command_writes_gcp_plans(tmp_path):
+    from tests.fixtures.pulumi import GCP_TEST_BLUEPRINTS
+
+    out = tmp_path / "review"
+    proc = subprocess.run([sys.executable, "-m", "relaytrain", "synth", str(GCP_TEST_BLUEPRINTS / "gcp-gpu-spot.yaml"),
+                           "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads((out / "gcp" / "gcp-gpu-spot.plan.json").read_text())
+    assert sum(r["type"] == "gcp:compute/instance:Instance" for r in plan["resources"]) == 1
+    assert "synthesized 0 AWS and 1 GCP blueprint(s)" in proc.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: gcp-bad\ncloud: gcp\ntopology: function-shards\nfunctions:\n  shards: 0\n")
+    proc = subprocess.run([sys.executable, "-m", "relaytrain", "synth", str(bad), "--out", str(tmp_path / "none")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "functions.shards" in proc.stderr and not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt-gce-gpu", "gcp-gpu-spot"])
+def test_node_init_args_give_back_the_blueprint_spec(name, gcp_blueprints):
+    """The spec the node writes at boot is exactly the blueprint's (parsed by the real init options)."""
+    import argparse
+
+    from relaytrain.gcp.program import spec_args
+    from relaytrain_runtime.verbs._common import add_spec_arguments, spec_from_args
+
+    bp = gcp_blueprints[name]
+    parser = argparse.ArgumentParser()
+    add_spec_arguments(parser)
+    assert spec_from_args(parser.parse_args(spec_args(bp))) == bp.training.run_spec()

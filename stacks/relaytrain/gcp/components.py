@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 
 import pulumi
 import pulumi_gcp as gcp
@@ -205,8 +206,9 @@ class TrainingNetwork(pulumi.ComponentResource):
         self.register_outputs({"network": self.network.id, "subnetwork": self.subnetwork.id})
 
 
-def startup_script(*, checkpoint_every_s: int, nodes: int) -> str:
-    """Boot script: fetch the runtime archive, install it next to the image's CUDA torch, train.
+def startup_script(*, checkpoint_every_s: int, nodes: int, init_args: list[str] = ()) -> str:
+    """Boot script: fetch the runtime archive, install it next to the image's CUDA torch, write the
+    run spec (`relaytrain-runtime init INIT_ARGS`, idempotent for an identical spec), train.
 
     Runs on every boot, so a stopped (or preempted and restarted) node resumes from the store.
     The store URL, archive URL and node rank come from instance metadata.
@@ -232,6 +234,8 @@ def startup_script(*, checkpoint_every_s: int, nodes: int) -> str:
         "[ -d $VENV ] || python3 -m venv --system-site-packages $VENV",
         "$VENV/bin/pip install -q -r src/requirements-node.txt",
         "export PYTHONPATH=$ROOT/src",
+    ] + ([f"[ \"$RANK\" != 0 ] || $VENV/bin/python -m relaytrain_runtime init --store \"$STORE\" "
+          + " ".join(shlex.quote(a) for a in init_args)] if init_args else []) + [
         launch,
     ]
     return "\n".join(lines) + "\n"
@@ -252,7 +256,8 @@ class GpuTrainingNode(pulumi.ComponentResource):
                  source: SourceArchive, zone: str, machine_type: str, accelerator_type: str,
                  accelerator_count: int, subnetwork: pulumi.Input[str], labels: dict[str, str], nodes: int = 1,
                  spot: bool = False, external_ip: bool = False, image: str = DLVM_IMAGE, disk_gb: int = 200,
-                 checkpoint_every_s: int = 600, opts: pulumi.ResourceOptions | None = None):
+                 checkpoint_every_s: int = 600, init_args: list[str] = (),
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("relaytrain:gcp:GpuTrainingNode", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.service_account = gcp.serviceaccount.Account(
@@ -272,7 +277,7 @@ class GpuTrainingNode(pulumi.ComponentResource):
         else:
             scheduling = gcp.compute.InstanceSchedulingArgs(
                 provisioning_model="STANDARD", automatic_restart=True, on_host_maintenance="TERMINATE")
-        script = startup_script(checkpoint_every_s=checkpoint_every_s, nodes=nodes)
+        script = startup_script(checkpoint_every_s=checkpoint_every_s, nodes=nodes, init_args=list(init_args))
         self.instances: list[gcp.compute.Instance] = []
         master: pulumi.Input[str] = "localhost"
         for rank in range(nodes):

@@ -7,7 +7,8 @@ it repeatedly in one process under Pulumi's mocks; `relaytrain/gcp/__main__.py` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import shlex
+from dataclasses import dataclass, field, fields
 
 import pulumi
 
@@ -46,6 +47,7 @@ class Deployment:
     region: str
     store_url: pulumi.Output
     bucket: pulumi.Output
+    init_command: pulumi.Output
     dataset: c.DatasetBucket | None = None
     shards: c.FunctionShards | None = None
     orchestration: c.Orchestration | None = None
@@ -62,6 +64,12 @@ def accelerator_of(machine_type: str, accelerator_type: str, accelerator_count: 
     if inst is not None and inst.gpu:
         return limits.GPUS[inst.gpu].gcp_name, inst.gpus
     return DEFAULT_ACCELERATOR, accelerator_count or 1
+
+
+def spec_args(bp: Blueprint) -> list[str]:
+    """`relaytrain-runtime init` options for the blueprint's run spec, every field explicit."""
+    spec = bp.training.run_spec()
+    return [a for f in fields(spec) for a in ("--" + f.name.replace("_", "-"), str(getattr(spec, f.name)))]
 
 
 def region_of(bp: Blueprint, config: GcpConfig) -> str:
@@ -89,7 +97,9 @@ def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
                                   labels={**labels, "relaytrain-component": "dataset"})
         bucket = dataset.name
     store_url = pulumi.Output.concat("gs://", bucket, f"/runs/{bp.name}")
-    out = Deployment(region=region, store_url=store_url, bucket=bucket, dataset=dataset)
+    init_command = store_url.apply(lambda url: shlex.join(
+        ["relaytrain-runtime", "init", "--store", url] + spec_args(bp)))
+    out = Deployment(region=region, store_url=store_url, bucket=bucket, init_command=init_command, dataset=dataset)
     source = config.source or build_source_archive()
 
     if bp.topology == "function-shards":
@@ -121,7 +131,7 @@ def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
             accelerator_count=count, subnetwork=out.network.subnetwork.id,
             labels={**labels, "relaytrain-component": "gpu-node"}, nodes=gpu.nodes, spot=gpu.spot,
             external_ip=gpu.external_ip, image=gpu.image or c.DLVM_IMAGE, disk_gb=gpu.root_volume_gb,
-            checkpoint_every_s=gpu.checkpoint_every_s)
+            checkpoint_every_s=gpu.checkpoint_every_s, init_args=spec_args(bp))
     return out
 
 
@@ -130,6 +140,7 @@ def export(deployment: Deployment) -> None:
     pulumi.export("region", deployment.region)
     pulumi.export("bucket", deployment.bucket)
     pulumi.export("store_url", deployment.store_url)
+    pulumi.export("init_command", deployment.init_command)
     if deployment.orchestration:
         pulumi.export("workflow", deployment.orchestration.workflow.name)
         pulumi.export("function_url", deployment.shards.url)
