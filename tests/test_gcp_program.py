@@ -183,3 +183,29 @@ def test_node_init_args_give_back_the_blueprint_spec(name, gcp_blueprints):
     parser = argparse.ArgumentParser()
     add_spec_arguments(parser)
     assert spec_from_args(parser.parse_args(spec_args(bp))) == bp.training.run_spec()
+
+
+def test_pulumi_entry_point_reads_stack_config(gcp_graph, gcp_blueprints):
+    """What `pulumi up` runs (Pulumi.yaml `main`), under the mocks with a stack's config."""
+    import pathlib
+    import runpy
+
+    import pulumi
+    from relaytrain.gcp.mocks import run_program
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    assert "main: relaytrain/gcp/" in (root / "stacks" / "Pulumi.yaml").read_text()
+    pulumi.runtime.set_all_config({"relaytrain:blueprint": "tests/blueprints/gcp/gcp-gpu-spot.yaml",
+                                   "gcp:project": "relaytrain-review", "gcp:region": "us-central1"})
+    try:
+        main = lambda: runpy.run_path(str(root / "stacks" / "relaytrain" / "gcp"), run_name="__main__") and None  # noqa: E731
+        graph = run_program(main)
+        pulumi.runtime.set_config("gcp:region", "europe-west4")
+        with pytest.raises(Exception, match="region 'us-central1' differs from stack config gcp:region 'europe-west4'"):
+            run_program(main)
+    finally:
+        pulumi.runtime.set_all_config({})
+    ours = gcp_graph(gcp_blueprints["gcp-gpu-spot"])
+    assert [(r.type, r.name) for r in graph] == [(r.type, r.name) for r in ours]
+    instance = next(r for r in graph if r.type == "gcp:compute/instance:Instance")
+    assert instance.inputs["zone"] == "us-central1-b"
