@@ -141,7 +141,9 @@ class FunctionShards(pulumi.ComponentResource):
                 service_account_email=self.service_account.email, environment_variables=env),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.bucket_access]),
         )
-        self.url = self.function.url
+        # The run.app URI of the function's Cloud Run service: Workflows reaches internal-only
+        # services by that address (not by the cloudfunctions.net URL or a custom domain).
+        self.url = self.function.service_config.apply(lambda sc: sc.uri if sc else None)
         self.service_account_email = self.service_account.email
         self.register_outputs({"url": self.url, "function": self.function.name,
                                "service_account": self.service_account_email,

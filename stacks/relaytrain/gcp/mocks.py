@@ -2,7 +2,7 @@
 
 Pulumi's unit-test mocks (`pulumi.runtime.set_mocks`) stand in for the engine. `RecordingMocks`
 records each resource's type, name, inputs (wire format: camelCase keys) and URN, and returns
-the computed outputs the program reads (service account `email`, function `url`, auto-named
+the computed outputs the program reads (service account `email`, function `serviceConfig.uri`, auto-named
 bucket `name`, a node's `networkIp`) so nothing resolves to None. `run_program` runs one
 program and returns its normalised resource graph: the review plan and the test snapshots.
 """
@@ -61,7 +61,9 @@ def computed_outputs(typ: str, name: str, inputs: dict) -> dict:
         out.setdefault("name", f"{name}-0000000")
         out["url"] = f"gs://{out['name']}"
     elif typ == "gcp:cloudfunctionsv2/function:Function":
-        out["url"] = f"https://{inputs.get('name', name)}-mock.a.run.app"
+        fn = inputs.get("name", name)
+        out["url"] = f"https://{inputs.get('location', 'region')}-{PROJECT}.cloudfunctions.net/{fn}"
+        out["serviceConfig"] = {**inputs.get("serviceConfig", {}), "uri": f"https://{fn}-mock.a.run.app"}
     elif typ == "gcp:compute/instance:Instance":
         out.setdefault("name", name)
         nics = [dict(n) for n in inputs.get("networkInterfaces", [])]
