@@ -67,7 +67,7 @@ def test_function_sized_from_blueprint_internal_and_dedicated(shards, gcp_bluepr
     assert svc["maxInstanceCount"] == fs.shards and svc["minInstanceCount"] == 0
     assert svc["ingressSettings"] == "ALLOW_INTERNAL_ONLY"
     assert fn["buildConfig"]["entryPoint"] == "relaytrain_http" and fn["buildConfig"]["runtime"] == "python311"
-    sa = [a for a in of(shards, ACCOUNT) if a.parent_type == "relaytrain:gcp:FunctionShards"]
+    sa = [a for a in of(shards, ACCOUNT) if a.name == "gcp-tiny-shards-shards-sa"]
     assert len(sa) == 1 and svc["serviceAccountEmail"] == f"{sa[0].inputs['accountId']}@relaytrain-review.iam.gserviceaccount.com"
     # the function's account has object access on the run's bucket, and nothing else
     grants = [g.inputs for g in of(shards, BUCKET_IAM) if g.inputs["member"].endswith(svc["serviceAccountEmail"])]
@@ -214,3 +214,17 @@ def test_service_account_ids_valid_and_distinct():
            for role in ("fn", "wf", "node")}
     assert len(ids) == 12
     assert all(re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", i) for i in ids), ids
+
+
+def test_function_built_by_its_own_account_into_its_own_repository(shards):
+    fn = one(shards, FUNCTION).inputs["buildConfig"]
+    build_sa = next(a for a in of(shards, ACCOUNT) if a.name.endswith("-build-sa"))
+    email = f"{build_sa.inputs['accountId']}@relaytrain-review.iam.gserviceaccount.com"
+    assert fn["serviceAccount"] == f"projects/relaytrain-review/serviceAccounts/{email}"
+    repo = one(shards, "gcp:artifactregistry/repository:Repository").inputs
+    assert fn["dockerRepository"] == f"projects/relaytrain-review/locations/us-central1/repositories/{repo['repositoryId']}"
+    assert repo["cleanupPolicies"][0]["mostRecentVersions"]["keepCount"] == 3
+    grants = sorted((r.type.split(":")[-1], r.inputs["role"]) for r in shards
+                    if r.inputs.get("member") == f"serviceAccount:{email}")
+    assert grants == [("BucketIAMMember", "roles/storage.objectViewer"), ("IAMMember", "roles/logging.logWriter"),
+                      ("RepositoryIamMember", "roles/artifactregistry.writer")]

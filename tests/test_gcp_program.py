@@ -39,7 +39,7 @@ def test_build_is_repeatable_in_one_process(gcp_blueprints, gcp_source):
     from relaytrain.gcp.program import GcpConfig, build
 
     bp = gcp_blueprints["gcp-tiny-shards"]
-    runs = [run_program(lambda: build(bp, GcpConfig(source=gcp_source)) and None) for _ in range(2)]
+    runs = [run_program(lambda: build(bp, GcpConfig(project="p", source=gcp_source)) and None) for _ in range(2)]
     assert [r.to_json() for r in runs[0]] == [r.to_json() for r in runs[1]]
     assert len({(r.type, r.name) for r in runs[0]}) == len(runs[0])  # mocks do not catch duplicate names
 
@@ -72,11 +72,18 @@ BAD = [
                serviceAccount={"email": "n@p.iam.gserviceaccount.com"}, labels={"relaytrain-blueprint": "x",
                "relaytrain-component": "gpu-node"}),
      "relaytrain-gpu-instance: g2: GPU instances need scheduling.onHostMaintenance 'TERMINATE'"),
-    (_resource("gcp:cloudfunctionsv2/function:Function", "fn",
+    (_resource("gcp:cloudfunctionsv2/function:Function", "fn", buildConfig={"serviceAccount": "projects/p/serviceAccounts/b@p.iam.gserviceaccount.com"},
                serviceConfig={"serviceAccountEmail": "f@p.iam.gserviceaccount.com", "ingressSettings": "ALLOW_ALL"}),
      "relaytrain-function-internal-ingress: fn: ingressSettings must be ALLOW_INTERNAL_ONLY, got 'ALLOW_ALL'"),
     (_resource("gcp:cloudfunctionsv2/function:Function", "fn2", serviceConfig={"ingressSettings": "ALLOW_INTERNAL_ONLY"}),
      "relaytrain-no-default-compute-sa: fn2: serviceConfig.serviceAccountEmail not set (the default compute service account)"),
+    (_resource("gcp:cloudfunctionsv2/function:Function", "fn3", serviceConfig={
+        "ingressSettings": "ALLOW_INTERNAL_ONLY", "serviceAccountEmail": "f@p.iam.gserviceaccount.com"}),
+     "relaytrain-no-default-compute-sa: fn3: buildConfig.serviceAccount not set (builds run as the default compute service account)"),
+    (_resource("gcp:cloudfunctionsv2/function:Function", "fn4", serviceConfig={
+        "ingressSettings": "ALLOW_INTERNAL_ONLY", "serviceAccountEmail": "f@p.iam.gserviceaccount.com"},
+        buildConfig={"serviceAccount": "projects/p/serviceAccounts/1-compute@developer.gserviceaccount.com"}),
+     "relaytrain-no-default-compute-sa: fn4: runs as the default compute service account 1-compute@developer.gserviceaccount.com"),
     (_resource("gcp:workflows/workflow:Workflow", "wf"),
      "relaytrain-no-default-compute-sa: wf: no service account set, so it runs as the default compute service account"),
 ]
@@ -125,6 +132,9 @@ def test_program_refuses_what_it_cannot_build(tmp_path):
         build(Blueprint.model_validate({"name": "a", "cloud": "aws", "topology": "gpu-node"}))
     with pytest.raises(GcpProgramError, match="topology 'lambda-steps' is not available on gcp"):
         build(Blueprint.model_validate({"name": "l", "cloud": "gcp", "topology": "lambda-steps"}))
+    with pytest.raises(GcpProgramError, match=r"need the project id \(pulumi config set gcp:project PROJECT\)"):
+        build(Blueprint.model_validate({"name": "f", "cloud": "gcp", "topology": "function-shards", "functions": {}}),
+              GcpConfig(source=object()))
     with pytest.raises(GcpProgramError, match="needs a functions: section"):
         build(Blueprint.model_validate({"name": "f", "cloud": "gcp", "topology": "function-shards"}),
               GcpConfig(source=object()))

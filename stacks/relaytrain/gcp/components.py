@@ -99,14 +99,16 @@ class FunctionShards(pulumi.ComponentResource):
     The source archive is uploaded as an object named by its content hash. The function runs as
     a dedicated service account with object access to `bucket` alone, accepts internal traffic
     only, and nobody may invoke it until a caller is granted (`Orchestration` grants itself).
+    It is built by its own build service account (not the default compute account) that may read
+    `bucket`, write the function's own Artifact Registry repository, and write logs.
     `handler_timeout_s` (RELAYTRAIN_TIMEOUT_S) is how long the handler may work before it answers,
     which must come before the caller's HTTP timeout; RELAYTRAIN_VCPU / RELAYTRAIN_MEMORY_GIB /
     RELAYTRAIN_BILLING let it price its own seconds into the run's accrued cost.
     """
 
-    def __init__(self, name: str, *, bucket: pulumi.Input[str], source: SourceArchive, location: str,
+    def __init__(self, name: str, *, project: str, bucket: pulumi.Input[str], source: SourceArchive, location: str,
                  memory_gib: float, vcpu: int, timeout_s: int, max_instances: int, handler_timeout_s: int,
-                 labels: dict[str, str], environment: dict[str, str] | None = None,
+                 labels: dict[str, str], environment: dict[str, str] | None = None, keep_images: int = 3,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("relaytrain:gcp:FunctionShards", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -119,6 +121,29 @@ class FunctionShards(pulumi.ComponentResource):
         self.source_object = gcp.storage.BucketObject(
             f"{name}-source", bucket=bucket, name=source.object_name,
             source=pulumi.FileAsset(str(source.path)), content_type="application/zip", opts=child)
+
+        self.build_account = gcp.serviceaccount.Account(
+            f"{name}-build-sa", account_id=service_account_id(name, "build"),
+            display_name=f"relaytrain {name} function build", opts=child)
+        builder = _member(self.build_account.email)
+        repo_id = re.sub(r"[^a-z0-9-]+", "-", f"{name}-images".lower())[:63].strip("-")
+        self.repository = gcp.artifactregistry.Repository(
+            f"{name}-images", repository_id=repo_id, location=location, format="DOCKER",
+            description=f"relaytrain {name} function images", labels=clean_labels(labels),
+            cleanup_policies=[gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                id="keep-recent", action="KEEP",
+                most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
+                    keep_count=keep_images))],
+            opts=child)
+        build_grants = [
+            gcp.storage.BucketIAMMember(f"{name}-build-source", bucket=bucket, role="roles/storage.objectViewer",
+                                        member=builder, opts=child),
+            gcp.artifactregistry.RepositoryIamMember(
+                f"{name}-build-images", repository=self.repository.name, location=location,
+                role="roles/artifactregistry.writer", member=builder, opts=child),
+            gcp.projects.IAMMember(f"{name}-build-logs", project=project, role="roles/logging.logWriter",
+                                   member=builder, opts=child),
+        ]
         env = {"RELAYTRAIN_TIMEOUT_S": str(handler_timeout_s), "RELAYTRAIN_VCPU": str(vcpu),
                "RELAYTRAIN_MEMORY_GIB": f"{memory_gib:g}", "RELAYTRAIN_BILLING": "request", **(environment or {})}
         memory = f"{memory_gib:g}Gi" if memory_gib >= 1 else f"{int(memory_gib * 1024)}Mi"
@@ -130,6 +155,10 @@ class FunctionShards(pulumi.ComponentResource):
             labels=clean_labels(labels),
             build_config=gcp.cloudfunctionsv2.FunctionBuildConfigArgs(
                 runtime=PYTHON_RUNTIME, entry_point=ENTRY_POINT,
+                service_account=pulumi.Output.concat("projects/", project, "/serviceAccounts/",
+                                                     self.build_account.email),
+                docker_repository=pulumi.Output.concat("projects/", project, "/locations/", location,
+                                                       "/repositories/", repo_id),
                 source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceArgs(
                     storage_source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceStorageSourceArgs(
                         bucket=bucket, object=self.source_object.name))),
@@ -139,7 +168,7 @@ class FunctionShards(pulumi.ComponentResource):
                 max_instance_request_concurrency=1,  # one shard per instance: it uses every vCPU
                 ingress_settings="ALLOW_INTERNAL_ONLY", all_traffic_on_latest_revision=True,
                 service_account_email=self.service_account.email, environment_variables=env),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.bucket_access]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.bucket_access, *build_grants]),
         )
         # The run.app URI of the function's Cloud Run service: Workflows reaches internal-only
         # services by that address (not by the cloudfunctions.net URL or a custom domain).

@@ -60,7 +60,9 @@ def not_default_compute_sa(typ: str, name: str, inputs: dict) -> list[str]:
         return [f"{name}: no service account set, so it runs as the default compute service account"]
     if typ == FUNCTION and not emails[0]:
         return [f"{name}: serviceConfig.serviceAccountEmail not set (the default compute service account)"]
-    bad = [e for e in emails if e and e.endswith("-compute@developer.gserviceaccount.com")]
+    if typ == FUNCTION and not emails[1]:
+        return [f"{name}: buildConfig.serviceAccount not set (builds run as the default compute service account)"]
+    bad = [e.rsplit("/", 1)[-1] for e in emails if e and e.endswith("-compute@developer.gserviceaccount.com")]
     return [f"{name}: runs as the default compute service account {e}" for e in bad]
 
 

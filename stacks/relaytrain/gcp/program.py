@@ -106,10 +106,13 @@ def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
         fs = bp.functions
         if fs is None:
             raise GcpProgramError(f"blueprint {bp.name}: topology function-shards needs a functions: section")
+        if not config.project:
+            raise GcpProgramError(f"blueprint {bp.name}: function shards need the project id "
+                                  f"(pulumi config set gcp:project PROJECT)")
         deadline = min(fs.round_deadline_s or fs.timeout_s, fs.timeout_s)
         handler_timeout = min(deadline, wf.MAX_CALL_TIMEOUT_S - HANDLER_MARGIN_S)
         out.shards = c.FunctionShards(
-            f"{bp.name}-shards", bucket=bucket, source=source, location=region, memory_gib=fs.memory_gib,
+            f"{bp.name}-shards", project=config.project, bucket=bucket, source=source, location=region, memory_gib=fs.memory_gib,
             vcpu=fs.vcpu, timeout_s=fs.timeout_s, max_instances=fs.max_instances or fs.shards,
             handler_timeout_s=handler_timeout, labels={**labels, "relaytrain-component": "shards"})
         out.orchestration = c.Orchestration(
