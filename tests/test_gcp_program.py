@@ -148,6 +148,7 @@ def test_write_plans_one_json_per_blueprint(tmp_path, gcp_blueprints):
     assert [p.name for p in paths] == ["gcp-tiny-shards.plan.json", "gcp-gpu-spot.plan.json"]
     plan = json.loads(paths[1].read_text())
     assert plan["blueprint"] == "gcp-gpu-spot" and plan["topology"] == "gpu-node"
+    assert len(plan["policy"]["rules"]) == 5 and plan["policy"]["violations"] == []
     types_ = {r["type"] for r in plan["resources"]}
     assert {"gcp:compute/instance:Instance", "relaytrain:gcp:GpuTrainingNode"} <= types_
     assert "0x" not in paths[0].read_text()  # no memory addresses

@@ -238,7 +238,7 @@ class TrainingNetwork(pulumi.ComponentResource):
 
 
 def startup_script(*, checkpoint_every_s: int, nodes: int, init_args: list[str] = ()) -> str:
-    """Boot script: fetch the runtime archive, install it next to the image's CUDA torch, write the
+    """Boot script: fetch the runtime archive, install it with CUDA torch in a venv, write the
     run spec (`relaytrain-runtime init INIT_ARGS`, idempotent for an identical spec), train.
 
     Runs on every boot, so a stopped (or preempted and restarted) node resumes from the store.

@@ -1,7 +1,8 @@
 """`relaytrain synth` for GCP: one JSON resource plan per blueprint, for review without Pulumi.
 
 A plan lists every resource the program would create (type, logical name, parent component,
-inputs), produced through the same mocks the tests use: no CLI, no credentials, no network.
+inputs) and the result of the policy rules (`relaytrain.gcp.policy`) over them, produced through
+the same mocks the tests use: no CLI, no credentials, no network.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from relaytrain.blueprint.schema import Blueprint
 
 def plan(bp: Blueprint, config=None) -> dict:
     from relaytrain.gcp.mocks import PROJECT, run_program
+    from relaytrain.gcp.policy import RULES, violations
     from relaytrain.gcp.program import GcpConfig, build
 
     config = config or GcpConfig(project=PROJECT)
     resources = run_program(lambda: build(bp, config) and None)
     return {"blueprint": bp.name, "topology": bp.topology, "project": config.project or PROJECT,
+            "policy": {"rules": [r.name for r in RULES], "violations": violations(resources)},
             "resources": [r.to_json() for r in resources]}
 
 
