@@ -19,9 +19,9 @@ from relaytrain.gcp import workflow as wf
 from relaytrain.gcp.source import SourceArchive, build_source_archive
 from relaytrain_runtime import RelayError
 
-DEFAULT_REGION = "us-central1"
-DEFAULT_MACHINE_TYPE = "n1-standard-8"
-DEFAULT_ACCELERATOR = "nvidia-tesla-v100"
+DEFAULT_REGION = limits.DEFAULT_REGION["gcp"]
+DEFAULT_MACHINE_TYPE = limits.DEFAULT_INSTANCE["gcp"]
+DEFAULT_ACCELERATOR = "nvidia-tesla-v100"  # attached to n1 machine types unless the blueprint names one
 HANDLER_MARGIN_S = 60  # the handler answers this long before the workflow's HTTP call gives up
 SUPPORTED = ("function-shards", "gpu-node")
 
@@ -103,39 +103,48 @@ def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
     source = config.source or build_source_archive()
 
     if bp.topology == "function-shards":
-        fs = bp.functions
-        if fs is None:
-            raise GcpProgramError(f"blueprint {bp.name}: topology function-shards needs a functions: section")
-        if not config.project:
-            raise GcpProgramError(f"blueprint {bp.name}: function shards need the project id "
-                                  f"(pulumi config set gcp:project PROJECT)")
-        deadline = min(fs.round_deadline_s or fs.timeout_s, fs.timeout_s)
-        handler_timeout = min(deadline, wf.MAX_CALL_TIMEOUT_S - HANDLER_MARGIN_S)
-        out.shards = c.FunctionShards(
-            f"{bp.name}-shards", project=config.project, bucket=bucket, source=source, location=region, memory_gib=fs.memory_gib,
-            vcpu=fs.vcpu, timeout_s=fs.timeout_s, max_instances=fs.max_instances or fs.shards,
-            handler_timeout_s=handler_timeout, labels={**labels, "relaytrain-component": "shards"})
-        out.orchestration = c.Orchestration(
-            f"{bp.name}-rounds", shards=out.shards, region=region, store_url=store_url, shard_count=fs.shards,
-            call_timeout_s=handler_timeout + HANDLER_MARGIN_S,
-            max_rounds=wf.max_rounds(bp.training.steps, fs.sync, fs.local_steps), budget_usd=bp.budget_usd,
-            labels={**labels, "relaytrain-component": "orchestration"})
-
-    if bp.topology == "gpu-node":
-        gpu = bp.gpu
-        if gpu is None:
-            raise GcpProgramError(f"blueprint {bp.name}: topology gpu-node needs a gpu: section")
-        machine_type = gpu.instance_type or DEFAULT_MACHINE_TYPE
-        accelerator, count = accelerator_of(machine_type, gpu.accelerator_type, gpu.accelerator_count)
-        out.network = c.TrainingNetwork(f"{bp.name}-net", region=region)
-        out.node = c.GpuTrainingNode(
-            f"{bp.name}-node", bucket=bucket, store_url=store_url, source=source,
-            zone=gpu.zone or f"{region}-a", machine_type=machine_type, accelerator_type=accelerator,
-            accelerator_count=count, subnetwork=out.network.subnetwork.id,
-            labels={**labels, "relaytrain-component": "gpu-node"}, nodes=gpu.nodes, spot=gpu.spot,
-            external_ip=gpu.external_ip, image=gpu.image or c.DLVM_IMAGE, disk_gb=gpu.root_volume_gb,
-            checkpoint_every_s=gpu.checkpoint_every_s, init_args=spec_args(bp))
+        out.shards, out.orchestration = _function_shards(bp, config, region, bucket, store_url, source, labels)
+    else:
+        out.network, out.node = _gpu_node(bp, region, bucket, store_url, source, labels)
     return out
+
+
+def _function_shards(bp: Blueprint, config: GcpConfig, region: str, bucket, store_url, source, labels):
+    fs = bp.functions
+    if fs is None:
+        raise GcpProgramError(f"blueprint {bp.name}: topology function-shards needs a functions: section")
+    if not config.project:
+        raise GcpProgramError(f"blueprint {bp.name}: function shards need the project id "
+                              f"(pulumi config set gcp:project PROJECT)")
+    deadline = min(fs.round_deadline_s or fs.timeout_s, fs.timeout_s)
+    handler_timeout = min(deadline, wf.MAX_CALL_TIMEOUT_S - HANDLER_MARGIN_S)
+    shards = c.FunctionShards(
+        f"{bp.name}-shards", project=config.project, bucket=bucket, source=source, location=region,
+        memory_gib=fs.memory_gib, vcpu=fs.vcpu, timeout_s=fs.timeout_s, max_instances=fs.max_instances or fs.shards,
+        handler_timeout_s=handler_timeout, labels={**labels, "relaytrain-component": "shards"})
+    rounds = c.Orchestration(
+        f"{bp.name}-rounds", shards=shards, region=region, store_url=store_url, shard_count=fs.shards,
+        call_timeout_s=handler_timeout + HANDLER_MARGIN_S,
+        max_rounds=wf.max_rounds(bp.training.steps, fs.sync, fs.local_steps), budget_usd=bp.budget_usd,
+        labels={**labels, "relaytrain-component": "orchestration"})
+    return shards, rounds
+
+
+def _gpu_node(bp: Blueprint, region: str, bucket, store_url, source, labels):
+    gpu = bp.gpu
+    if gpu is None:
+        raise GcpProgramError(f"blueprint {bp.name}: topology gpu-node needs a gpu: section")
+    machine_type = gpu.instance_type or DEFAULT_MACHINE_TYPE
+    accelerator, count = accelerator_of(machine_type, gpu.accelerator_type, gpu.accelerator_count)
+    network = c.TrainingNetwork(f"{bp.name}-net", region=region)
+    node = c.GpuTrainingNode(
+        f"{bp.name}-node", bucket=bucket, store_url=store_url, source=source,
+        zone=gpu.zone or f"{region}-a", machine_type=machine_type, accelerator_type=accelerator,
+        accelerator_count=count, subnetwork=network.subnetwork.id,
+        labels={**labels, "relaytrain-component": "gpu-node"}, nodes=gpu.nodes, spot=gpu.spot,
+        external_ip=gpu.external_ip, image=gpu.image or c.DLVM_IMAGE, disk_gb=gpu.root_volume_gb,
+        checkpoint_every_s=gpu.checkpoint_every_s, init_args=spec_args(bp))
+    return network, node
 
 
 def export(deployment: Deployment) -> None:
