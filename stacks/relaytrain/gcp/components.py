@@ -51,6 +51,11 @@ def clean_labels(labels: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def resource_name(name: str, limit: int = 63) -> str:
+    """A GCP resource name from a logical name: lowercase letters, digits and hyphens."""
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower())[:limit].strip("-")
+
+
 def _member(email: pulumi.Input[str]) -> pulumi.Output[str]:
     return pulumi.Output.concat("serviceAccount:", email)
 
@@ -126,7 +131,7 @@ class FunctionShards(pulumi.ComponentResource):
             f"{name}-build-sa", account_id=service_account_id(name, "build"),
             display_name=f"relaytrain {name} function build", opts=child)
         builder = _member(self.build_account.email)
-        repo_id = re.sub(r"[^a-z0-9-]+", "-", f"{name}-images".lower())[:63].strip("-")
+        repo_id = resource_name(f"{name}-images")
         self.repository = gcp.artifactregistry.Repository(
             f"{name}-images", repository_id=repo_id, location=location, format="DOCKER",
             description=f"relaytrain {name} function images", labels=clean_labels(labels),
@@ -149,7 +154,7 @@ class FunctionShards(pulumi.ComponentResource):
         memory = f"{memory_gib:g}Gi" if memory_gib >= 1 else f"{int(memory_gib * 1024)}Mi"
         self.function = gcp.cloudfunctionsv2.Function(
             f"{name}-function",
-            name=re.sub(r"[^a-z0-9-]+", "-", name.lower())[:63].strip("-"),
+            name=resource_name(name),
             location=location,
             description=f"relaytrain {name}: shard/reduce handler ({ENTRY_POINT})",
             labels=clean_labels(labels),
@@ -203,7 +208,7 @@ class Orchestration(pulumi.ComponentResource):
         self.definition = pulumi.Output.all(shards.url, store_url).apply(render)
         self.workflow = gcp.workflows.Workflow(
             f"{name}-workflow",
-            name=re.sub(r"[^a-z0-9-]+", "-", name.lower())[:64].strip("-"),
+            name=resource_name(name, 64),
             region=region, description=f"relaytrain {name}: shard rounds until done or over budget",
             service_account=self.service_account.email, source_contents=self.definition,
             call_log_level="LOG_ERRORS_ONLY", deletion_protection=False, labels=clean_labels(labels),
