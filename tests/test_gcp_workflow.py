@@ -161,3 +161,25 @@ def test_local_driver_runs_a_tiny_blueprint_to_done(tmp_path, gcp_source, gcs_bu
         result = Interpreter().run(definition)
     assert result["status"] == "done", result
     assert result["result"]["done"] is True
+
+
+def test_deployed_definition_from_the_program_drives_rounds(gcp_graph, gcp_blueprints):
+    """The YAML the program hands to Cloud Workflows (from the mocked graph) parses and runs."""
+    graph = gcp_graph(gcp_blueprints["tiny-gpt-function-shards"])
+    source = next(r for r in graph if r.type == "gcp:workflows/workflow:Workflow").inputs["sourceContents"]
+    definition = yaml.safe_load(source)
+    calls = []
+
+    def post(url, body, timeout):
+        calls.append((url, body, timeout))
+        if body["op"] == "shard":
+            return 200, {"status": "ok"}
+        return 200, {"done": body["round"] == 1, "cost_usd": 0.01}
+
+    result = Interpreter(post=post).run(definition)
+    assert result["status"] == "done" and result["round"] == 1
+    store = "gs://tiny-gpt-function-shards-data-bucket-0000000/runs/tiny-gpt-function-shards"
+    assert {(u, t) for u, _, t in calls} == {("https://tiny-gpt-function-shards-shards-mock.a.run.app", 360)}
+    assert sorted((b["round"], b["op"], b.get("shard", -1)) for _, b, _ in calls) == [
+        (r, op, k) for r in (0, 1) for op, k in [("reduce", -1)] + [("shard", k) for k in range(4)]]
+    assert all(b["store"] == store and b["shards"] == 4 for _, b, _ in calls)
