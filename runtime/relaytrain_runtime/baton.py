@@ -185,6 +185,12 @@ class Baton:
         return {"weights": weights, "optimizer": _unflatten_optimizer(opt_tensors, state.pop("optimizer")),
                 "meta": {**state, "gen": commit["gen"]}}
 
+    def read_state(self, commit: dict) -> dict:
+        """The verified JSON state of a commit (step, metrics, timings, ...) without loading tensors."""
+        state = json.loads(self._read_verified(commit, "state"))
+        state.pop("optimizer", None)
+        return state
+
     def resume(self) -> tuple[dict | None, dict | None]:
         """(commit, state) of the newest loadable checkpoint, or (None, None) for a fresh run."""
         found_any = False
