@@ -158,10 +158,6 @@ def _exp(x: float) -> float:
     return math.exp(x) if x < 700 else float("inf")
 
 
-def main_status_line(status: dict) -> str:
-    return json.dumps(status, sort_keys=True)
-
-
 def deadline_from(max_seconds: float | None) -> float | None:
     if max_seconds is None:
         return None
