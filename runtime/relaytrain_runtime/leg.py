@@ -17,6 +17,7 @@ import uuid
 from relaytrain_runtime import RelayError, determinism
 from relaytrain_runtime.baton import EVAL_PREFIX, Baton
 from relaytrain_runtime.data import ensure_dataset, open_dataset
+from relaytrain_runtime.model import model_tensors
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
 from relaytrain_runtime.train import build, evaluate, lr_at, train_step
@@ -126,9 +127,8 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     meta["done"] = done
     meta["rng"] = determinism.capture_rng()
     meta["timings"] = {"step": sum(step_times) / len(step_times)}
-    meta["cost_usd"] = meta["cost_usd"] + cost_per_second * (time.time() - t_enter + start_s)
-    from relaytrain_runtime.model import model_tensors
-
+    # the worker's seconds so far, plus the save about to happen (estimated: the commit carries the cost)
+    meta["cost_usd"] = meta["cost_usd"] + cost_per_second * (time.time() - t_enter + start_s + save_est)
     weights = {k: v.detach() for k, v in model_tensors(model).items()}
     new = baton.commit(parent_gen, {"weights": weights, "optimizer": optimizer.state_dict(), "meta": meta},
                        leg_id=leg_id)
