@@ -68,7 +68,7 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     if spec is not None:
         baton.init(RunSpec.from_dict(spec) if isinstance(spec, dict) else spec)
     run_spec = baton.spec()
-    determinism.configure(threads)
+    threads = determinism.configure(threads)
     ensure_dataset(store, run_spec)
     dataset = open_dataset(store, run_spec, cache_dir)
     commit, state = baton.resume()
@@ -85,7 +85,7 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     step0 = meta["step"]
     status = {"status": "ok", "done": meta["done"], "step": step0, "gen": parent_gen, "loss": meta["loss"],
               "tokens": meta["tokens"], "cost_usd": meta["cost_usd"], "leg_steps": 0, "leg_id": leg_id,
-              "store": store.url, "warnings": baton.warnings,
+              "store": store.url, "warnings": baton.warnings, "threads": threads,
               "seconds": {"start": round(start_s, 3), "load": round(load_s, 3), "train": 0.0, "save": 0.0}}
     if meta["done"] or step0 >= run_spec.steps:
         status.update(status="done", done=True)
