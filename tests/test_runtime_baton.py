@@ -107,3 +107,22 @@ def test_leg_resumes_from_the_previous_checkpoint_when_the_latest_is_corrupt(tin
     status = run_leg(url, max_steps=3)
     assert status["step"] == 6 and status["gen"] == 3 and any(key in w for w in status["warnings"])
     assert first["step"] == 6
+
+
+def test_checkpoint_files_are_standard_safetensors(tmp_path):
+    from safetensors.torch import load as st_load
+
+    from relaytrain_runtime.tensorfile import decode, encode
+
+    tensors = {"w": torch.randn(3, 5), "i": torch.arange(4), "h": torch.ones(2, dtype=torch.bfloat16),
+               "e": torch.zeros(0, 3)}
+    raw = b"".join(encode(tensors, {"format": "pt"}))
+    theirs = st_load(raw)
+    ours = decode(bytearray(raw))
+    for name, t in tensors.items():
+        assert torch.equal(theirs[name], t) and torch.equal(ours[name], t) and ours[name].dtype == t.dtype
+    ours["w"].add_(1)  # decoded tensors are writable views
+    store = open_store(str(tmp_path))
+    Baton(store).commit(0, _state(1))
+    key = Baton(store).latest()["objects"]["weights"]["key"]
+    assert set(st_load(store.read(key))) == {"a.weight", "b.bias"}

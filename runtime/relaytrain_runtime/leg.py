@@ -17,9 +17,10 @@ import uuid
 from relaytrain_runtime import RelayError, determinism
 from relaytrain_runtime.baton import EVAL_PREFIX, Baton
 from relaytrain_runtime.data import ensure_dataset, open_dataset
+from relaytrain_runtime.model import model_tensors
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
-from relaytrain_runtime.train import build, evaluate, lr_at, restore, train_step
+from relaytrain_runtime.train import build, evaluate, lr_at, train_step
 
 DEFAULT_MARGIN_S = 1.0
 ASSUMED_SAVE_BPS = 100e6  # first-leg guess for the save time, until a save has been measured
@@ -67,16 +68,15 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     if spec is not None:
         baton.init(RunSpec.from_dict(spec) if isinstance(spec, dict) else spec)
     run_spec = baton.spec()
-    determinism.configure(threads)
+    threads = determinism.configure(threads)
     ensure_dataset(store, run_spec)
     dataset = open_dataset(store, run_spec, cache_dir)
-    model, optimizer = build(run_spec)
     commit, state = baton.resume()
+    model, optimizer = build(run_spec, state)
     meta = {"step": 0, "tokens": 0, "loss": None, "done": False, "cost_usd": 0.0, "timings": {},
             "metrics": {"train": [], "eval": []}, "spec_digest": run_spec.digest()}
     parent_gen = 0
     if state is not None:
-        restore(model, optimizer, state)
         determinism.restore_rng(state["meta"]["rng"])
         meta.update({k: v for k, v in state["meta"].items() if k in meta})
         parent_gen = commit["gen"]
@@ -85,7 +85,7 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     step0 = meta["step"]
     status = {"status": "ok", "done": meta["done"], "step": step0, "gen": parent_gen, "loss": meta["loss"],
               "tokens": meta["tokens"], "cost_usd": meta["cost_usd"], "leg_steps": 0, "leg_id": leg_id,
-              "store": store.url, "warnings": baton.warnings,
+              "store": store.url, "warnings": baton.warnings, "threads": threads,
               "seconds": {"start": round(start_s, 3), "load": round(load_s, 3), "train": 0.0, "save": 0.0}}
     if meta["done"] or step0 >= run_spec.steps:
         status.update(status="done", done=True)
@@ -127,9 +127,8 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     meta["done"] = done
     meta["rng"] = determinism.capture_rng()
     meta["timings"] = {"step": sum(step_times) / len(step_times)}
-    meta["cost_usd"] = meta["cost_usd"] + cost_per_second * (time.time() - t_enter + start_s)
-    from relaytrain_runtime.model import model_tensors
-
+    # the worker's seconds so far, plus the save about to happen (estimated: the commit carries the cost)
+    meta["cost_usd"] = meta["cost_usd"] + cost_per_second * (time.time() - t_enter + start_s + save_est)
     weights = {k: v.detach() for k, v in model_tensors(model).items()}
     new = baton.commit(parent_gen, {"weights": weights, "optimizer": optimizer.state_dict(), "meta": meta},
                        leg_id=leg_id)
@@ -157,10 +156,6 @@ def _exp(x: float) -> float:
     import math
 
     return math.exp(x) if x < 700 else float("inf")
-
-
-def main_status_line(status: dict) -> str:
-    return json.dumps(status, sort_keys=True)
 
 
 def deadline_from(max_seconds: float | None) -> float | None:
