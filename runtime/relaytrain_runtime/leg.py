@@ -25,6 +25,9 @@ DEFAULT_MARGIN_S = 1.0
 ASSUMED_SAVE_BPS = 100e6  # first-leg guess for the save time, until a save has been measured
 
 
+_PROCESS_START_COUNTED = False
+
+
 def process_age() -> float:
     """Seconds since this process started (Linux /proc; 0.0 where unavailable)."""
     try:
@@ -53,7 +56,11 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     on_step(step, loss): called after every optimizer step (progress reporting).
     """
     t_enter = time.time()
-    start_s = process_age()
+    global _PROCESS_START_COUNTED
+    # A warm process (a reused Lambda or Cloud Functions instance) pays its start-up once: only the
+    # first leg of a process counts the time before it was entered.
+    start_s = 0.0 if _PROCESS_START_COUNTED else process_age()
+    _PROCESS_START_COUNTED = True
     leg_id = uuid.uuid4().hex[:8]
     store = open_store(store_url)
     baton = Baton(store)

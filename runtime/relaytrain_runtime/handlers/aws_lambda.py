@@ -1,0 +1,29 @@
+"""AWS Lambda entry point (the container image's CMD): `relaytrain_runtime.handlers.aws_lambda.handler`.
+
+The leg's deadline is Lambda's own clock, `context.get_remaining_time_in_millis()`, less a
+margin for returning (RELAYTRAIN_MARGIN_S, default 5 s; the leg itself reserves its measured
+save time). Cost accrues at the function's configured memory times the Lambda GB-s price of
+this architecture. The result is what a Step Functions Choice state reads: `done`, `status`,
+`step`, `loss`, `cost_usd`, ... or `{"error": {...}}` (see `ops.run_op`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+from relaytrain_runtime.handlers.ops import run_op
+from relaytrain_runtime.pricing import lambda_cost_per_second
+
+
+def margin_s() -> float:
+    return float(os.environ.get("RELAYTRAIN_MARGIN_S", "5"))
+
+
+def handler(event, context):
+    remaining_s = context.get_remaining_time_in_millis() / 1000.0
+    deadline = time.time() + remaining_s - margin_s()
+    arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+    cost = lambda_cost_per_second(int(context.memory_limit_in_mb), arch)
+    return run_op(event, deadline, cost)
