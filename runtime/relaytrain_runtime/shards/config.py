@@ -30,6 +30,7 @@ class ShardsConfig:
     exchange_dtype: str = ""  # fp32 | bf16 | fp16; "" = fp32
     outer_lr: float = 0.7  # diloco outer step
     outer_momentum: float = 0.9
+    inner_state: str = "keep"  # diloco: "keep" each shard's AdamW moments across rounds (in the store), or "reset"
     round_deadline_s: int = 0  # orchestrators: stragglers past it are retried (0 = the function timeout)
 
     def __post_init__(self) -> None:
@@ -46,6 +47,8 @@ class ShardsConfig:
             problems.append(f"outer_lr: must be > 0, got {self.outer_lr}")
         if not 0 <= self.outer_momentum < 1:
             problems.append(f"outer_momentum: must be in [0, 1), got {self.outer_momentum}")
+        if self.inner_state not in ("keep", "reset"):
+            problems.append(f"inner_state: must be keep or reset, got {self.inner_state!r}")
         if self.round_deadline_s < 0:
             problems.append(f"round_deadline_s: must be >= 0, got {self.round_deadline_s}")
         if problems:
