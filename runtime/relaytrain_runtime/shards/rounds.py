@@ -56,13 +56,18 @@ class Run:
 
 
 def open_run(store_url: str, spec: dict | None = None, functions: dict | None = None) -> Run:
-    """The run in `store_url`; initialises its spec and shards config when given (idempotent)."""
+    """The run in `store_url`; initialises its spec and shards config when given (idempotent).
+    Both are validated together before anything is written."""
     store = open_store(store_url)
     baton = Baton(store)
-    if spec is not None:
-        baton.init(RunSpec.from_dict(spec))
-    if functions is not None:
-        init_config(store, ShardsConfig.from_dict(functions))
+    new_spec = RunSpec.from_dict(spec) if spec is not None else None
+    new_config = ShardsConfig.from_dict(functions) if functions is not None else None
+    if new_config is not None:
+        new_config.check_batch((new_spec or baton.spec()).batch_size)
+    if new_spec is not None:
+        baton.init(new_spec)
+    if new_config is not None:
+        init_config(store, new_config)
     run_spec = baton.spec()
     config = load_config(store)
     config.check_batch(run_spec.batch_size)
