@@ -174,6 +174,7 @@ def _run_shards(store_url, rnd, K, spec_json, functions_json, deadline, max_retr
             for proc in list(running):
                 if proc.kill_at is not None and now >= proc.kill_at and proc.popen.poll() is None:
                     proc.popen.kill()
+                    proc.kill_at = None
                     rep.killed += 1
                 if proc.popen.poll() is None:
                     continue
