@@ -7,8 +7,9 @@ A round starts from one baton commit (the parent) and ends with the next one:
                       global batch's gradient, and the commit applies the run's own AdamW step to it:
                       the same model as one worker with the same global batch.
     sync: diloco      round r = steps [rH, rH+H). Shard k takes H AdamW steps on its own slices
-                      (fresh inner AdamW each round, the run's LR schedule), and sends its parameter
-                      delta; the commit takes an outer Nesterov SGD step on the mean delta
+                      (the run's LR schedule; its AdamW moments persist across rounds in the store
+                      under inner/, private to the shard, unless inner_state: reset), and sends its
+                      parameter delta; the commit takes an outer Nesterov SGD step on the mean delta
                       (pseudo-gradient = -delta). Communication per step falls by H.
 
 Operations (each one stateless; any of them may be killed, retried or duplicated):
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 
@@ -32,16 +34,28 @@ from relaytrain_runtime.baton import EVAL_PREFIX, Baton
 from relaytrain_runtime.data import ensure_dataset, open_dataset
 from relaytrain_runtime.model import model_tensors
 from relaytrain_runtime.shards.config import ShardsConfig, init_config, load_config
-from relaytrain_runtime.shards.exchange import Exchange, Round, sweep
+from relaytrain_runtime.shards.exchange import Exchange, ExchangeError, Round, pack, sweep, unpack
 from relaytrain_runtime.spec import RunSpec
-from relaytrain_runtime.store import Store, open_store
+from relaytrain_runtime.store import NotFound, Store, open_store
 from relaytrain_runtime.train import apply_update, build, evaluate, forward_backward, lr_at, make_optimizer, restore
 
 DEADLINE_MARGIN_S = 1.0
+INNER = "inner/"  # diloco: inner/<round>/<shard>, shard k's AdamW moments after round r
+MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+# build_model seeds torch's global RNG, so two ops building models at once in one process (a
+# Cloud Functions instance serving concurrent requests, threads in tests) would interleave draws
+_BUILD_LOCK = threading.Lock()
 
 
 class DeadlineTooShort(RelayError):
     pass
+
+
+def _build(spec: RunSpec):
+    with _BUILD_LOCK:
+        return build(spec)
 
 
 @dataclass
@@ -53,13 +67,18 @@ class Run:
 
 
 def open_run(store_url: str, spec: dict | None = None, functions: dict | None = None) -> Run:
-    """The run in `store_url`; initialises its spec and shards config when given (idempotent)."""
+    """The run in `store_url`; initialises its spec and shards config when given (idempotent).
+    Both are validated together before anything is written."""
     store = open_store(store_url)
     baton = Baton(store)
-    if spec is not None:
-        baton.init(RunSpec.from_dict(spec))
-    if functions is not None:
-        init_config(store, ShardsConfig.from_dict(functions))
+    new_spec = RunSpec.from_dict(spec) if spec is not None else None
+    new_config = ShardsConfig.from_dict(functions) if functions is not None else None
+    if new_config is not None:
+        new_config.check_batch((new_spec or baton.spec()).batch_size)
+    if new_spec is not None:
+        baton.init(new_spec)
+    if new_config is not None:
+        init_config(store, new_config)
     run_spec = baton.spec()
     config = load_config(store)
     config.check_batch(run_spec.batch_size)
@@ -112,6 +131,60 @@ def round_status(run: Run) -> dict:
             "baton": baton_digest(run, commit), "warnings": run.baton.warnings}
 
 
+# -------------------------------------------------------------------------------- diloco inner state
+
+
+def _inner_key(rnd: int, shard: int) -> str:
+    return f"{INNER}{rnd:08d}/{shard:04d}"
+
+
+def _save_inner(run: Run, rnd: int, shard: int, digest: str, optimizer: torch.optim.Optimizer) -> int:
+    sd = optimizer.state_dict()
+    slots = [sd["state"][i] for i in sorted(sd["state"])]
+    vec = torch.cat([slot[name].reshape(-1) for name in MOMENTS for slot in slots])
+    head = {"run": run.spec.digest(), "round": rnd, "baton": digest, "shard": shard, "kind": "inner",
+            "adam_step": float(slots[0]["step"])}
+    blob = pack(head, vec, "fp32")
+    run.store.write(_inner_key(rnd, shard), blob)
+    return len(blob)
+
+
+def _load_inner(run: Run, meta: dict, rnd: int, shard: int, optimizer: torch.optim.Optimizer) -> int:
+    """Restore shard `shard`'s AdamW moments saved in round `rnd` - 1 from the round's parent baton.
+    Returns the bytes read (0: none usable, the shard starts with fresh moments)."""
+    if rnd == 0 or not meta.get("shards_parent_baton"):
+        return 0
+    key = _inner_key(rnd - 1, shard)
+    try:
+        data = run.store.read(key)
+        head, vec = unpack(data, key)
+    except (ExchangeError, NotFound):
+        return 0
+    want = {"run": run.spec.digest(), "round": rnd - 1, "baton": meta["shards_parent_baton"], "shard": shard}
+    if any(head.get(k) != v for k, v in want.items()):
+        return 0  # written by a shard of another baton: not this run's history
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    numel = sum(p.numel() for p in params)
+    if vec.numel() != 2 * numel:
+        return 0
+    sd = optimizer.state_dict()
+    index = [i for group in sd["param_groups"] for i in group["params"]]
+    at = 0
+    for name in MOMENTS:
+        for i, p in zip(index, params):
+            sd["state"].setdefault(i, {"step": torch.tensor(head["adam_step"])})[name] = vec[at:at + p.numel()].view_as(p).clone()
+            at += p.numel()
+    optimizer.load_state_dict(sd)
+    return len(data)
+
+
+def _sweep_inner(store: Store, before_round: int) -> None:
+    for key in store.list(INNER):
+        number = key[len(INNER):].split("/", 1)[0]
+        if number.isdigit() and int(number) < before_round:
+            store.delete(key)
+
+
 # ------------------------------------------------------------------------------------------- shard
 
 
@@ -133,12 +206,13 @@ def run_shard(run: Run, rnd: int, shard: int, *, deadline: float | None = None,
     if pos["current_round"] != rnd:
         return {"status": "stale", **base}  # committed already, or the baton is behind this round
 
-    model, _ = build(run.spec)
+    model, _ = _build(run.spec)
     if state is not None:
         with torch.no_grad():
             for name, p in model_tensors(model).items():
                 p.copy_(state["weights"][name])
     params = list(model_tensors(model).values())
+    state_read = state_written = 0
     t_load = time.time()
     first, stop = run.config.round_steps(rnd, run.spec.steps)
     if run.config.sync == "gradients":
@@ -147,6 +221,8 @@ def run_shard(run: Run, rnd: int, shard: int, *, deadline: float | None = None,
     else:
         theta0 = _flat(params)
         inner = make_optimizer(model, run.spec)
+        if run.config.inner_state == "keep":
+            state_read = _load_inner(run, state["meta"] if state else {}, rnd, shard, inner)
         losses, step_s = [], 0.0
         for step in range(first, stop):
             if deadline is not None and time.time() + step_s + DEADLINE_MARGIN_S > deadline:
@@ -159,11 +235,14 @@ def run_shard(run: Run, rnd: int, shard: int, *, deadline: float | None = None,
             step_s = max(step_s, time.perf_counter() - t0)
         loss = sum(losses) / len(losses)
         vector = _flat(params) - theta0
+        if run.config.inner_state == "keep":
+            state_written = _save_inner(run, rnd, shard, digest, inner)
     t_compute = time.time()
     seconds = t_compute - t_enter
     meta = {"loss": loss, "weight": 1.0, "seconds": round(seconds, 4), "cost_usd": cost_per_second * seconds}
     written = Exchange(run.store, _round(run, rnd, digest), run.config.dtype).put_shard(shard, vector, meta)
     return {"status": "ok", **base, "loss": loss, "bytes_written": written,
+            "state_bytes": {"read": state_read, "written": state_written},
             "seconds": {"load": round(t_load - t_enter, 4), "compute": round(t_compute - t_load, 4),
                         "write": round(time.time() - t_compute, 4)}}
 
@@ -218,7 +297,7 @@ def commit_round(run: Run, rnd: int, baton: str, *, cost_per_second: float = 0.0
     ex = Exchange(run.store, _round(run, rnd, baton), run.config.dtype)
     vector, info = ex.assemble()
 
-    model, optimizer = build(run.spec)
+    model, optimizer = _build(run.spec)
     params = list(model_tensors(model).values())
     first, stop = run.config.round_steps(rnd, run.spec.steps)
     if run.config.sync == "gradients":
@@ -248,6 +327,7 @@ def commit_round(run: Run, rnd: int, baton: str, *, cost_per_second: float = 0.0
     done = stop >= run.spec.steps
     meta["metrics"]["train"].append([stop, loss, lr_at(run.spec, stop - 1)])
     meta.update(step=stop, loss=loss, tokens=stop * run.spec.tokens_per_step, done=done, shards_round=rnd + 1,
+                shards_parent_baton=baton,
                 timings={"round_shard_max_s": max(m.get("seconds", 0.0) for m in metas.values())})
     if done:
         dataset = open_dataset(run.store, run.spec)
@@ -257,14 +337,15 @@ def commit_round(run: Run, rnd: int, baton: str, *, cost_per_second: float = 0.0
     meta["cost_usd"] += round_cost + cost_per_second * (time.time() - t_enter)
     weights = {k: v.detach() for k, v in model_tensors(model).items()}
     new = run.baton.commit(0 if parent is None else parent["gen"],
-                           {"weights": weights, "optimizer": optimizer.state_dict(), "meta": meta},
-                           leg_id=f"r{rnd:06d}")
+                           {"weights": weights, "optimizer": optimizer.state_dict(), "meta": meta})
+    # (the leg id stays Baton's random one: a losing committer deletes its own objects, never the winner's)
     if new is None:
         return {"status": "lost_race", "round": rnd, "current_round": rnd + 1, "step": stop, "done": done}
     if done:
         run.store.write(f"{EVAL_PREFIX}{new['gen']:08d}.json",
                         json.dumps({"gen": new["gen"], "step": stop, "loss": meta["val_loss"]}).encode())
     swept = sweep(run.store, rnd)
+    _sweep_inner(run.store, rnd)  # the next round's shards read inner/<rnd>
     run.baton.prune(run.spec.keep_last)
     out = {"status": "committed", "round": rnd, "next_round": rnd + 1, "current_round": rnd + 1, "gen": new["gen"],
            "step": stop, "loss": loss, "done": done, "cost_usd": meta["cost_usd"], "tokens": meta["tokens"],
