@@ -19,6 +19,7 @@ Credentials, and `STORAGE_EMULATOR_HOST` for an emulator. No store-specific sett
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,21 @@ def _import_gcs():
     return storage, exceptions
 
 
+_CLIENTS: dict = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _shared_client(storage):
+    """One client per process and configuration (credential discovery is slow; clients are
+    thread-safe for these calls), keyed by the environment that configures it."""
+    key = tuple(os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT",
+                                            "GOOGLE_APPLICATION_CREDENTIALS"))
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            _CLIENTS[key] = storage.Client()
+        return _CLIENTS[key]
+
+
 class GCSStore(Store):
     def __init__(self, url: str):
         parsed = urlparse(url)
@@ -52,7 +68,7 @@ class GCSStore(Store):
         self.prefix = parsed.path.strip("/")
         storage, self._exc = _import_gcs()
         try:
-            self._client = storage.Client()
+            self._client = _shared_client(storage)
         except Exception as exc:  # google.auth.exceptions.DefaultCredentialsError and friends
             raise StoreError(f"open {self.url}: no Google Cloud credentials ({type(exc).__name__}); "
                              "run on a service account or set GOOGLE_APPLICATION_CREDENTIALS") from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
@@ -38,6 +39,31 @@ def _import_boto3():
     return boto3, botocore
 
 
+_CLIENTS: dict = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _shared_client():
+    """One S3 client per process and configuration: creating one costs ~0.5 s, and clients are
+    thread-safe. Keyed by the environment that configures it, so a changed endpoint gets its own."""
+    boto3, _ = _import_boto3()
+    from botocore.config import Config
+
+    key = tuple(os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
+                                            "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID"))
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            _CLIENTS[key] = boto3.session.Session().client(
+                "s3",
+                config=Config(
+                    retries={"mode": "standard", "max_attempts": 8},  # 503 SlowDown and resets are retried
+                    max_pool_connections=MAX_CONCURRENCY + 4,
+                    tcp_keepalive=True,
+                ),
+            )
+        return _CLIENTS[key]
+
+
 class S3Store(Store):
     def __init__(self, url: str):
         parsed = urlparse(url)
@@ -46,19 +72,11 @@ class S3Store(Store):
         self.url = url.rstrip("/")
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
-        boto3, botocore = _import_boto3()
+        _, botocore = _import_boto3()
         from boto3.s3.transfer import TransferConfig
-        from botocore.config import Config
 
         self._errors = botocore.exceptions
-        self._client = boto3.session.Session().client(
-            "s3",
-            config=Config(
-                retries={"mode": "standard", "max_attempts": 8},  # 503 SlowDown and resets are retried
-                max_pool_connections=MAX_CONCURRENCY + 4,
-                tcp_keepalive=True,
-            ),
-        )
+        self._client = _shared_client()
         self._transfer = TransferConfig(
             multipart_threshold=PART_SIZE,
             multipart_chunksize=PART_SIZE,
