@@ -14,6 +14,7 @@ Each returns a summary whose "cloud_cost" prices the measured seconds at the blu
 from __future__ import annotations
 
 import importlib
+import sys
 
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.store import open_store
@@ -38,4 +39,20 @@ def run_local(bp: Blueprint, store_url: str) -> dict:
             raise
         raise RelayError(f"{bp.name}: running {bp.topology} locally needs {module_name}, which this install "
                          "does not have yet (it comes with the function-shards runtime)") from None
-    return module.run_local(bp, store_url)
+    if bp.topology != "function-shards":
+        return module.run_local(bp, store_url)
+    summary = module.run_local(bp, store_url, log=lambda line: print(line, file=sys.stderr, flush=True))
+    return {**summary, "cloud_cost_usd": _functions_report(bp, summary)}
+
+
+def _functions_report(bp: Blueprint, summary: dict) -> float:
+    from relaytrain.plan import functions_cost
+    from relaytrain.plan.report import format_lines
+
+    busy = summary["shard_seconds"] + summary["reduce_seconds"]
+    lines = functions_cost(bp, busy, summary["rounds"])
+    total = sum(line.usd for line in lines)
+    print(f"\nthe same {summary['rounds']} round(s) on Cloud Functions ({bp.region}, {bp.functions.shards} x "
+          f"{bp.functions.vcpu} vCPU / {bp.functions.memory_gib:g} GiB, measured {busy:.1f} function-seconds on "
+          f"this machine):\n{format_lines(lines, total)}", file=sys.stderr)
+    return total

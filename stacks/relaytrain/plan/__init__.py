@@ -27,7 +27,8 @@ SFN_EVENTS_PER_RETRY = 3  # scheduled, started, failed
 SFN_EVENTS_RESERVED = 100  # execution start/end and the continue-as-new hand-off
 SFN_TRANSITIONS_PER_LEG = 2  # the leg task and the "done?" choice
 CHECKPOINT_OBJECTS = 5  # weights, optimizer, state, baton manifest, leg status
-PART_BYTES = 16 * 2**20  # multipart part size for large objects
+PART_BYTES = 16 * 2**20
+WORKFLOW_STEPS_PER_ROUND = 4  # besides one call per shard: assign, reduce call, done? switch, loop  # multipart part size for large objects
 
 
 @dataclass
@@ -199,15 +200,22 @@ def _function_shards(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours)
     plan.notes.append(f"{plan.rounds:,} rounds of {steps_per_round} step(s): shard ~{shard_s:.1f} s "
                       f"(compute {compute_s:.1f} s), reduce ~{reduce_s:.1f} s; exchange {exchange / 1e6:.0f} MB per "
                       f"shard per round ({fn.exchange_dtype})")
-    busy_s = rounds * (fn.shards * shard_s + reduce_s)
-    _line(plan, "Cloud Functions vCPU time", busy_s * fn.vcpu, "gcf.vcpu_s")
-    _line(plan, "Cloud Functions memory time", busy_s * fn.memory_gib, "gcf.gib_s")
-    _line(plan, "Cloud Functions requests", rounds * (fn.shards + 1), "gcf.request")
-    _line(plan, "Cloud Workflows steps", rounds * (fn.shards + 4), "workflows.step")
+    plan.lines += functions_cost(bp, rounds * (fn.shards * shard_s + reduce_s), rounds)
     ckpt_objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model))
     puts = rounds * (fn.shards * _parts(exchange) + ckpt_objects)
     gets = rounds * (fn.shards * (_parts(4 * p) + _parts(exchange)) + ckpt_objects)
     _storage(plan, bp, spec, plan.wall_s, puts, gets, rounds * (fn.shards + 1))
+
+
+def functions_cost(bp: Blueprint, busy_s: float, rounds: float) -> list[Line]:
+    """What `rounds` rounds with `busy_s` function-seconds in all cost on Cloud Functions + Workflows."""
+    fn = bp.functions
+    scratch = Plan(bp.name, bp.topology, bp.cloud, bp.region, "", 0, 0, 0.0, "", 0.0, 0.0, 0.0)
+    _line(scratch, "Cloud Functions vCPU time", busy_s * fn.vcpu, "gcf.vcpu_s")
+    _line(scratch, "Cloud Functions memory time", busy_s * fn.memory_gib, "gcf.gib_s")
+    _line(scratch, "Cloud Functions requests", rounds * (fn.shards + 1), "gcf.request")
+    _line(scratch, "Cloud Workflows steps", rounds * (fn.shards + WORKFLOW_STEPS_PER_ROUND), "workflows.step")
+    return scratch.lines
 
 
 def _node_hours(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> float:
@@ -224,7 +232,7 @@ def _node_hours(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> f
         interruptions = D.SPOT_INTERRUPTIONS_PER_HOUR * wall / 3600
         wall += interruptions * (g.checkpoint_every_s / 2 + D.COLD_START_S["vm"])
         plan.notes.append(f"spot: ~{interruptions:.1f} interruption(s) expected at "
-                          f"{D.SPOT_INTERRUPTIONS_PER_HOUR:g}/h, each costing ~{g.checkpoint_every_s / 2 + D.COLD_START_S["vm"]:.0f} s")
+                          f"{D.SPOT_INTERRUPTIONS_PER_HOUR:g}/h, each costing ~{g.checkpoint_every_s / 2 + D.COLD_START_S['vm']:.0f} s")
     plan.wall_s = hours * 3600 if hours is not None else wall
     node_h = plan.wall_s / 3600 * g.nodes
     for line in node_hour_lines(bp, g.spot):
