@@ -114,3 +114,16 @@ def test_plan_cli_text_json_and_compare(tmp_path, capsys):
     tiny_row = [line for line in out.splitlines() if line.strip().startswith("tiny-gpt-lambda-steps")][0]
     assert "does not fit" in tiny_row and "gpt2-small training needs" in tiny_row
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_calibrate_measures_real_steps_and_the_plan_uses_them(tmp_path):
+    tiny = [p for p in CATALOG if p.stem == "tiny-gpt-lambda-steps"][0]
+    cal = tmp_path / "cal.json"
+    proc = subprocess.run([sys.executable, "-m", "relaytrain", "plan", str(tiny), "--calibrate", "--calibration",
+                           str(cal), "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads(cal.read_text())
+    assert saved["preset"] == "tiny-gpt" and saved["step_seconds"] > 0 and saved["cpu_flops_per_vcpu"] > 0
+    data = json.loads(proc.stdout)
+    assert data["devices"].startswith("calibrated")
+    assert data["worker_flops"] == pytest.approx(saved["cpu_flops_per_vcpu"] * 3538 / 1769)

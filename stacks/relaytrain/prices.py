@@ -1,16 +1,20 @@
 """Unit prices the planner uses, one table with the date and a source per line.
 
-Sources: [doc] provider documentation, [catalog] SkyPilot's public price catalog, [2nd] secondary
-sources consistent with each other, as collected in shared/PLATFORM_FACTS.md (us-east-1 /
-us-central1, Linux, on-demand unless marked spot). Prices change: re-check before relying on one.
-Spot prices are the midpoint of the sampled range.
+Lambda, Step Functions, Cloud Functions and EC2 come from the runtime's table
+(`relaytrain_runtime.pricing`, which the workers use to accrue cost), so each number lives in one
+place; storage, Workflows, disks and GCE are added here. Sources: [doc] provider documentation,
+[catalog] SkyPilot's public price catalog, [2nd] secondary sources consistent with each other, as
+collected in shared/PLATFORM_FACTS.md (us-east-1 / us-central1, Linux, on-demand unless marked
+spot). Prices change: re-check before relying on one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-AS_OF = "2026-11"
+from relaytrain_runtime import pricing as rt
+
+AS_OF = rt.AS_OF
 
 
 @dataclass(frozen=True)
@@ -20,16 +24,29 @@ class Price:
     source: str
 
 
+_RT = "relaytrain_runtime.pricing"
+
+
+def _from_runtime() -> dict[str, Price]:
+    """The lines the runtime's table already has (the runtime accrues cost with the same numbers)."""
+    out = {
+        "lambda.gb_s.x86_64": Price(rt.LAMBDA_GB_S_USD["x86_64"], "GB-s", f"[2nd] AWS Lambda us-east-1 ({_RT})"),
+        "lambda.gb_s.arm64": Price(rt.LAMBDA_GB_S_USD["arm64"], "GB-s", f"[2nd] AWS Lambda us-east-1 ({_RT})"),
+        "lambda.request": Price(rt.LAMBDA_REQUEST_USD, "request", f"[2nd] AWS Lambda ({_RT})"),
+        "sfn.transition": Price(rt.SFN_TRANSITION_USD, "state transition", f"[doc] Step Functions Standard ({_RT})"),
+        "gcf.vcpu_s": Price(rt.GCF_VCPU_S_USD["request"], "vCPU-s", f"[doc+2nd] Cloud Run functions Tier 1 ({_RT})"),
+        "gcf.gib_s": Price(rt.GCF_GIB_S_USD["request"], "GiB-s", f"[doc+2nd] Cloud Run functions Tier 1 ({_RT})"),
+        "gcf.request": Price(rt.GCF_REQUEST_USD, "request", f"[doc+2nd] Cloud Run functions ({_RT})"),
+    }
+    for name, row in rt.INSTANCE_HOURLY_USD.items():
+        if "." in name:  # EC2 instance types; the GCP rows there are parts of a price, see GCE below
+            out[f"ec2.{name}"] = Price(row["on_demand"], "hour", f"[catalog] on-demand ({_RT})")
+            out[f"ec2.{name}.spot"] = Price(row["spot"], "hour", f"[catalog] spot, sampled upper end ({_RT})")
+    return out
+
+
 PRICES: dict[str, Price] = {
-    # AWS serverless
-    "lambda.gb_s.x86_64": Price(0.0000166667, "GB-s", "[2nd] AWS Lambda pricing, us-east-1"),
-    "lambda.gb_s.arm64": Price(0.0000133334, "GB-s", "[2nd] AWS Lambda pricing, us-east-1"),
-    "lambda.request": Price(0.20 / 1e6, "request", "[2nd] AWS Lambda pricing"),
-    "sfn.transition": Price(0.025 / 1e3, "state transition", "[doc] Step Functions Standard"),
-    # GCP serverless (Cloud Functions 2nd gen, request-based billing, Tier 1)
-    "gcf.vcpu_s": Price(0.000024, "vCPU-s", "[doc+2nd] Cloud Run functions, request-based, Tier 1"),
-    "gcf.gib_s": Price(0.0000025, "GiB-s", "[doc+2nd] Cloud Run functions, request-based, Tier 1"),
-    "gcf.request": Price(0.40 / 1e6, "request", "[doc+2nd] Cloud Run functions"),
+    **_from_runtime(),
     "workflows.step": Price(0.01 / 1e3, "step", "[2nd] Cloud Workflows internal steps"),
     # storage
     "s3.gb_month": Price(0.023, "GB-month", "[2nd] S3 Standard, us-east-1"),
@@ -43,19 +60,6 @@ PRICES: dict[str, Price] = {
     "ebs.gb_month": Price(0.08, "GB-month", "[2nd] EBS gp3"),
     "pd.gb_month": Price(0.10, "GB-month", "[2nd] Persistent Disk balanced"),
     "transfer.in_region_gb": Price(0.0, "GB", "[doc] S3/GCS to compute in the same region is free"),
-    # EC2 (instance hours) [catalog]; spot: midpoint of the sampled range
-    "ec2.p3.2xlarge": Price(3.06, "hour", "[catalog] and the seed paper"),
-    "ec2.p3.2xlarge.spot": Price(0.685, "hour", "[catalog] sampled 0.36-1.01"),
-    "ec2.p3.8xlarge": Price(12.24, "hour", "[catalog]"),
-    "ec2.p3.8xlarge.spot": Price(2.75, "hour", "[catalog] sampled 1.2-4.3"),
-    "ec2.g4dn.xlarge": Price(0.526, "hour", "[catalog]"),
-    "ec2.g4dn.xlarge.spot": Price(0.19, "hour", "[catalog] sampled 0.18-0.20"),
-    "ec2.g5.xlarge": Price(1.006, "hour", "[catalog]"),
-    "ec2.g5.xlarge.spot": Price(0.39, "hour", "[catalog] sampled 0.36-0.42"),
-    "ec2.g5.12xlarge": Price(5.672, "hour", "[catalog]"),
-    "ec2.g5.12xlarge.spot": Price(2.25, "hour", "[catalog] sampled 1.8-2.7"),
-    "ec2.p4d.24xlarge": Price(32.77, "hour", "[catalog]; AWS announced cuts of up to ~45 % in 2025"),
-    "ec2.p4d.24xlarge.spot": Price(8.25, "hour", "[catalog] sampled 5.1-11.4"),
     # GCE (VM hours; n1 GPUs are priced per attached GPU)
     "gce.n1-standard-4": Price(0.19, "hour", "[2nd] us-central1"),
     "gce.n1-standard-4.spot": Price(0.04, "hour", "[2nd] us-central1"),
@@ -69,12 +73,12 @@ PRICES: dict[str, Price] = {
     "gce.nvidia-tesla-v100.spot": Price(0.74, "GPU-hour", "[2nd] us-central1"),
     "gce.nvidia-tesla-t4": Price(0.35, "GPU-hour", "[2nd] us-central1"),
     "gce.nvidia-tesla-t4.spot": Price(0.11, "GPU-hour", "[2nd] us-central1"),
-    "gce.g2-standard-8": Price(0.85, "hour", "[catalog] L4 0.560 + the g2 VM"),
-    "gce.g2-standard-8.spot": Price(0.34, "hour", "[catalog] L4 spot 0.223 + the g2 VM spot"),
-    "gce.a2-highgpu-1g": Price(3.67, "hour", "[catalog] VM 0.739 + A100 2.934"),
-    "gce.a2-highgpu-1g.spot": Price(1.47, "hour", "[catalog] VM spot 0.296 + A100 spot"),
-    "gce.a2-highgpu-4g": Price(14.69, "hour", "[catalog] 4x the 1g"),
-    "gce.a2-highgpu-4g.spot": Price(5.87, "hour", "[catalog] 4x the 1g"),
+    "gce.g2-standard-8": Price(0.85, "hour", "[catalog+2nd] L4 0.560 [catalog] + the g2 VM [2nd]"),
+    "gce.g2-standard-8.spot": Price(0.34, "hour", "[catalog+2nd] L4 spot 0.223 [catalog] + the g2 VM spot [2nd]"),
+    "gce.a2-highgpu-1g": Price(3.67, "hour", "[catalog+2nd] VM 0.739 [catalog] + A100 2.934 [2nd]"),
+    "gce.a2-highgpu-1g.spot": Price(1.47, "hour", "[catalog+2nd] VM spot 0.296 [catalog] + A100 spot [2nd]"),
+    "gce.a2-highgpu-4g": Price(14.69, "hour", "[catalog+2nd] 4x the 1g"),
+    "gce.a2-highgpu-4g.spot": Price(5.87, "hour", "[catalog+2nd] 4x the 1g"),
 }
 
 

@@ -27,7 +27,8 @@ SFN_EVENTS_PER_RETRY = 3  # scheduled, started, failed
 SFN_EVENTS_RESERVED = 100  # execution start/end and the continue-as-new hand-off
 SFN_TRANSITIONS_PER_LEG = 2  # the leg task and the "done?" choice
 CHECKPOINT_OBJECTS = 5  # weights, optimizer, state, baton manifest, leg status
-PART_BYTES = 16 * 2**20  # multipart part size for large objects
+PART_BYTES = 16 * 2**20
+WORKFLOW_STEPS_PER_ROUND = 4  # besides one call per shard: assign, reduce call, done? switch, loop  # multipart part size for large objects
 
 
 @dataclass
@@ -137,24 +138,43 @@ def _lambda_steps(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) ->
         billed_s = hours * 3600
         plan.legs = math.ceil(billed_s / leg_s)
     plan.wall_s = billed_s
+    plan.executions = _executions(lam, plan.legs)
     events = SFN_EVENTS_PER_LEG + SFN_EVENTS_PER_RETRY * lam.retries
-    plan.legs_per_execution = (L.SFN_HISTORY_EVENTS - SFN_EVENTS_RESERVED) // events
-    plan.executions = math.ceil(plan.legs / plan.legs_per_execution)
+    plan.legs_per_execution = legs_per_execution(lam)
     plan.notes.append(f"{steps_per_leg} steps per leg (~{step_s:.2f} s each); one Step Functions execution holds "
                       f"{plan.legs_per_execution:,} legs within its {L.SFN_HISTORY_EVENTS:,} history events "
                       f"(worst case {events} events per leg with {lam.retries} retries), then continues as new: "
                       f"{plan.executions} execution(s)")
-    gb = lam.memory_mb / 1024
-    _line(plan, f"Lambda compute ({lam.architecture})", billed_s * gb, f"lambda.gb_s.{lam.architecture}")
-    _line(plan, "Lambda requests", plan.legs, "lambda.request")
-    _line(plan, "Step Functions transitions", plan.legs * SFN_TRANSITIONS_PER_LEG + 2 * plan.executions,
-          "sfn.transition")
+    billed = [leg_s] * (plan.legs - 1) + [last_leg_s] if hours is None else [billed_s / plan.legs] * plan.legs
+    plan.lines += lambda_legs_cost(bp, billed)
     objects = CHECKPOINT_OBJECTS + _parts(ckpt)
     _storage(plan, bp, spec, billed_s, plan.legs * objects, plan.legs * objects, plan.legs)
     if bp.cache.enabled:
         data_gb = plan.tokens * 2 / 1e9
         _line(plan, "EFS storage (dataset cache)", data_gb * billed_s / MONTH_S, "efs.gb_month")
         _line(plan, "EFS reads (dataset cache)", data_gb, "efs.read_gb")
+
+
+def legs_per_execution(lam) -> int:
+    """Legs one Standard execution holds before its history would pass 25,000 events (worst case: all retries)."""
+    return (L.SFN_HISTORY_EVENTS - SFN_EVENTS_RESERVED) // (SFN_EVENTS_PER_LEG + SFN_EVENTS_PER_RETRY * lam.retries)
+
+
+def _executions(lam, legs: int) -> int:
+    return max(1, math.ceil(legs / legs_per_execution(lam)))
+
+
+def lambda_legs_cost(bp: Blueprint, billed_s: list[float]) -> list[Line]:
+    """What legs of these billed durations cost on Lambda + Step Functions (the planner and `run --local`)."""
+    lam = bp.lambda_
+    scratch = Plan(bp.name, bp.topology, bp.cloud, bp.region, "", 0, 0, 0.0, "", 0.0, 0.0, 0.0)
+    legs = len(billed_s)
+    _line(scratch, f"Lambda compute ({lam.architecture}, {lam.memory_mb} MB)", sum(billed_s) * lam.memory_mb / 1024,
+          f"lambda.gb_s.{lam.architecture}")
+    _line(scratch, "Lambda requests", legs, "lambda.request")
+    _line(scratch, "Step Functions transitions", legs * SFN_TRANSITIONS_PER_LEG + 2 * _executions(lam, legs),
+          "sfn.transition")
+    return scratch.lines
 
 
 def _function_shards(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> None:
@@ -180,15 +200,22 @@ def _function_shards(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours)
     plan.notes.append(f"{plan.rounds:,} rounds of {steps_per_round} step(s): shard ~{shard_s:.1f} s "
                       f"(compute {compute_s:.1f} s), reduce ~{reduce_s:.1f} s; exchange {exchange / 1e6:.0f} MB per "
                       f"shard per round ({fn.exchange_dtype})")
-    busy_s = rounds * (fn.shards * shard_s + reduce_s)
-    _line(plan, "Cloud Functions vCPU time", busy_s * fn.vcpu, "gcf.vcpu_s")
-    _line(plan, "Cloud Functions memory time", busy_s * fn.memory_gib, "gcf.gib_s")
-    _line(plan, "Cloud Functions requests", rounds * (fn.shards + 1), "gcf.request")
-    _line(plan, "Cloud Workflows steps", rounds * (fn.shards + 4), "workflows.step")
+    plan.lines += functions_cost(bp, rounds * (fn.shards * shard_s + reduce_s), rounds)
     ckpt_objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model))
     puts = rounds * (fn.shards * _parts(exchange) + ckpt_objects)
     gets = rounds * (fn.shards * (_parts(4 * p) + _parts(exchange)) + ckpt_objects)
     _storage(plan, bp, spec, plan.wall_s, puts, gets, rounds * (fn.shards + 1))
+
+
+def functions_cost(bp: Blueprint, busy_s: float, rounds: float) -> list[Line]:
+    """What `rounds` rounds with `busy_s` function-seconds in all cost on Cloud Functions + Workflows."""
+    fn = bp.functions
+    scratch = Plan(bp.name, bp.topology, bp.cloud, bp.region, "", 0, 0, 0.0, "", 0.0, 0.0, 0.0)
+    _line(scratch, "Cloud Functions vCPU time", busy_s * fn.vcpu, "gcf.vcpu_s")
+    _line(scratch, "Cloud Functions memory time", busy_s * fn.memory_gib, "gcf.gib_s")
+    _line(scratch, "Cloud Functions requests", rounds * (fn.shards + 1), "gcf.request")
+    _line(scratch, "Cloud Workflows steps", rounds * (fn.shards + WORKFLOW_STEPS_PER_ROUND), "workflows.step")
+    return scratch.lines
 
 
 def _node_hours(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> float:
@@ -205,28 +232,35 @@ def _node_hours(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> f
         interruptions = D.SPOT_INTERRUPTIONS_PER_HOUR * wall / 3600
         wall += interruptions * (g.checkpoint_every_s / 2 + D.COLD_START_S["vm"])
         plan.notes.append(f"spot: ~{interruptions:.1f} interruption(s) expected at "
-                          f"{D.SPOT_INTERRUPTIONS_PER_HOUR:g}/h, each costing ~{g.checkpoint_every_s / 2 + 300:.0f} s")
+                          f"{D.SPOT_INTERRUPTIONS_PER_HOUR:g}/h, each costing ~{g.checkpoint_every_s / 2 + D.COLD_START_S['vm']:.0f} s")
     plan.wall_s = hours * 3600 if hours is not None else wall
     node_h = plan.wall_s / 3600 * g.nodes
-    if bp.cloud == "aws":
-        key = f"ec2.{g.instance_type}"
-        on_demand = node_h * prices.price(key).usd
-        _line(plan, f"EC2 {g.instance_type} {'spot' if g.spot else 'on-demand'}", node_h,
-              key + (".spot" if g.spot else ""))
-        spot = node_h * prices.price(key + ".spot").usd
-        _line(plan, "EBS root volume", g.root_volume_gb * g.nodes * plan.wall_s / MONTH_S, "ebs.gb_month")
-    else:
-        vm, acc = f"gce.{g.instance_type}", f"gce.{g.accelerator_type}"
-        attached = g.accelerator_type and not L.GCP_INSTANCES[g.instance_type].gpu
-        suffix = ".spot" if g.spot else ""
-        _line(plan, f"GCE {g.instance_type} {'spot' if g.spot else 'on-demand'}", node_h, vm + suffix)
-        if attached:
-            _line(plan, f"GPU {g.accelerator_type} x{count}", node_h * count, acc + suffix)
-        on_demand = node_h * (prices.price(vm).usd + (count * prices.price(acc).usd if attached else 0))
-        spot = node_h * (prices.price(vm + ".spot").usd + (count * prices.price(acc + ".spot").usd if attached else 0))
-        _line(plan, "Persistent Disk (boot)", g.root_volume_gb * g.nodes * plan.wall_s / MONTH_S, "pd.gb_month")
+    for line in node_hour_lines(bp, g.spot):
+        _line(plan, line[0], node_h * line[1], line[2])
+    on_demand = node_h * node_hourly_usd(bp, spot=False)
+    spot = node_h * node_hourly_usd(bp, spot=True)
+    disk = ("EBS root volume", "ebs.gb_month") if bp.cloud == "aws" else ("Persistent Disk (boot)", "pd.gb_month")
+    _line(plan, disk[0], g.root_volume_gb * g.nodes * plan.wall_s / MONTH_S, disk[1])
     plan.alternative = {"on-demand instances": on_demand, "spot instances": spot}
     return plan.wall_s
+
+
+def node_hour_lines(bp: Blueprint, spot: bool) -> list[tuple[str, float, str]]:
+    """(item, quantity per node-hour, price key) of one GPU node: the instance, and attached GPUs on GCE n1."""
+    g, suffix, kind = bp.gpu, ".spot" if spot else "", "spot" if spot else "on-demand"
+    if bp.cloud == "aws":
+        return [(f"EC2 {g.instance_type} {kind}", 1, f"ec2.{g.instance_type}{suffix}")]
+    out = [(f"GCE {g.instance_type} {kind}", 1, f"gce.{g.instance_type}{suffix}")]
+    if not L.GCP_INSTANCES[g.instance_type].gpu:
+        count = g.accelerator_count or 1
+        out.append((f"GPU {g.accelerator_type} x{count}", count, f"gce.{g.accelerator_type}{suffix}"))
+    return out
+
+
+def node_hourly_usd(bp: Blueprint, spot: bool | None = None) -> float:
+    """USD per hour of one GPU node of the blueprint (its own spot setting unless told)."""
+    spot = bp.gpu.spot if spot is None else spot
+    return sum(qty * prices.price(key).usd for _item, qty, key in node_hour_lines(bp, spot))
 
 
 def _gpu_node(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> None:

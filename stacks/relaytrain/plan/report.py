@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
-from relaytrain.plan import Plan
+from relaytrain.plan import Line, Plan
 
 
 def duration(seconds: float) -> str:
@@ -31,17 +31,21 @@ def format_plan(p: Plan) -> str:
         + (f" in {p.rounds:,} rounds" if p.rounds else ""),
     ]
     out += [f"  note       {n}" for n in p.notes]
-    w = max(len(line.item) for line in p.lines)
     out.append(f"  cost (prices as of {p.prices_as_of}):")
-    for line in p.lines:
-        out.append(f"    {line.item:<{w}}  {line.quantity:>14,.1f} {line.unit:<16} x {line.unit_usd:<12.8g} "
-                   f"= {usd(line.usd):>10}   {line.source}")
-    out.append(f"    {'total':<{w}}  {'':>14} {'':<16}   {'':<12} = {usd(p.total_usd):>10}")
+    out.append(format_lines(p.lines, p.total_usd))
     for label, amount in p.alternative.items():
         out.append(f"    (the same hours with {label}: {usd(amount)})")
     if p.budget_usd is not None:
         verdict = "fits" if p.fits_budget else "DOES NOT FIT"
         out.append(f"  budget     {usd(p.budget_usd)}: {verdict} (the deployed run stops when the accrued cost reaches it)")
+    return "\n".join(out)
+
+
+def format_lines(lines: list[Line], total: float) -> str:
+    w = max(len(line.item) for line in lines)
+    out = [f"    {line.item:<{w}}  {line.quantity:>14,.1f} {line.unit:<16} x {line.unit_usd:<12.8g} "
+           f"= {usd(line.usd):>10}   {line.source}" for line in lines]
+    out.append(f"    {'total':<{w}}  {'':>14} {'':<16}   {'':<12} = {usd(total):>10}")
     return "\n".join(out)
 
 
