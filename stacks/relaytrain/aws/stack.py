@@ -109,6 +109,7 @@ class RelaytrainStack(Stack):
             timeout_s=config.timeout_s,
             ephemeral_mb=config.ephemeral_mb,
             architecture=config.architecture,
+            environment={"RELAYTRAIN_MARGIN_S": str(config.leg_margin_s)},  # the leg stops this long before the deadline
         )
 
     def _lambda_steps(self) -> None:

@@ -234,7 +234,7 @@ class HybridPipeline(Construct):
             nag.ack(self.state_machine, f"AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{account}:{kind}/*]",
                     f"RunInstances/TerminateInstances act on {kind}s created by the call, whose IDs are unknown beforehand")
         nag.ack(self.state_machine, f"AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}::image/*]",
-                "the Deep Learning AMI is resolved from its public SSM parameter at deploy time")
+                "the Deep Learning AMI is resolved from its public SSM parameter at each launch")
         machine_id = stack.resolve(stack.get_logical_id(self.state_machine.node.default_child))
         executions = f'arn:aws:states:{region}:{account}:execution:{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{machine_id}"}}]}}]}}'
         for suffix in ("/*:*", ":*"):
