@@ -19,7 +19,7 @@ from relaytrain_runtime.baton import EVAL_PREFIX, Baton
 from relaytrain_runtime.data import ensure_dataset, open_dataset
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
-from relaytrain_runtime.train import build, evaluate, lr_at, restore, train_step
+from relaytrain_runtime.train import build, evaluate, lr_at, train_step
 
 DEFAULT_MARGIN_S = 1.0
 ASSUMED_SAVE_BPS = 100e6  # first-leg guess for the save time, until a save has been measured
@@ -63,13 +63,12 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     determinism.configure(threads)
     ensure_dataset(store, run_spec)
     dataset = open_dataset(store, run_spec, cache_dir)
-    model, optimizer = build(run_spec)
     commit, state = baton.resume()
+    model, optimizer = build(run_spec, state)
     meta = {"step": 0, "tokens": 0, "loss": None, "done": False, "cost_usd": 0.0, "timings": {},
             "metrics": {"train": [], "eval": []}, "spec_digest": run_spec.digest()}
     parent_gen = 0
     if state is not None:
-        restore(model, optimizer, state)
         determinism.restore_rng(state["meta"]["rng"])
         meta.update({k: v for k, v in state["meta"].items() if k in meta})
         parent_gen = commit["gen"]
@@ -93,7 +92,7 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
         if deadline is not None:
             step_est = max(step_times[-8:]) if step_times else float(meta["timings"].get("step") or 0.0)
             finishing = step + 1 >= run_spec.steps
-            eval_est = step_est * run_spec.eval_batches if finishing else 0.0
+            eval_est = step_est * run_spec.eval_batches * run_spec.micro_batch / run_spec.batch_size if finishing else 0.0
             if time.time() + step_est + eval_est + save_est + margin_s > deadline:
                 break
         t0 = time.perf_counter()
