@@ -44,7 +44,8 @@ class RelaytrainStack(Stack):
     """Dataset bucket, workers and orchestration of one AWS blueprint, checked by cdk-nag.
 
     Outputs: BucketName, StoreUrl (the default run's store), StateMachineArn (lambda-steps, hybrid).
-    `legs_per_execution` overrides the continue-as-new interval (tests use a small one).
+    `legs_per_execution` overrides the continue-as-new interval and `leg_max_steps` bounds each
+    leg by steps (lambda-steps; tests use small ones).
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class RelaytrainStack(Stack):
         *,
         runtime_dir: pathlib.Path = RUNTIME_DIR,
         legs_per_execution: int = DEFAULT_LEGS_PER_EXECUTION,
+        leg_max_steps: int | None = None,
         **kwargs,
     ) -> None:
         if blueprint.cloud != "aws":
@@ -68,6 +70,7 @@ class RelaytrainStack(Stack):
         self.spec = blueprint.training.run_spec().to_dict()
         self.run_name = blueprint.name
         self.legs_per_execution = legs_per_execution
+        self.leg_max_steps = leg_max_steps
         for key, value in {"relaytrain:blueprint": blueprint.name, **blueprint.tags}.items():
             Tags.of(self).add(key, value)
 
@@ -134,6 +137,7 @@ class RelaytrainStack(Stack):
             budget_usd=bp.budget_usd,
             retries=config.retries,
             legs_per_execution=self.legs_per_execution,
+            leg_max_steps=self.leg_max_steps,
             state_machine_name=f"{stack_name(bp)}-legs",
             **props,
         )
