@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from relaytrain.aws.stack import stack_name
+from relaytrain.aws.names import stack_name
 from relaytrain.blueprint import catalog_files, load_all
 from tests.fixtures.cdk import AWS_TEST_BLUEPRINTS, load_test_blueprint
 

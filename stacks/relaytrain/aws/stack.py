@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pathlib
-import re
 
 from aws_cdk import CfnOutput, Stack, Tags
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -12,7 +11,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from relaytrain.aws import nag
+from relaytrain.aws.names import DATA_PREFIX, RUN_PREFIX, stack_name
 from relaytrain.aws.constructs import (
     DatasetBucket,
     EfsCache,
@@ -30,14 +29,7 @@ from relaytrain_runtime import RelayError
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 RUNTIME_DIR = ROOT / "runtime"  # build context of the runtime image (runtime/Dockerfile)
-RUN_PREFIX = "runs/"  # every run's store is s3://BUCKET/runs/NAME
-DATA_PREFIX = "data/"  # prepared datasets shared by runs
 ASSET_EXCLUDE = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", ".pytest_cache", "build", "dist"]
-
-
-def stack_name(blueprint: Blueprint) -> str:
-    """CloudFormation stack name of a blueprint: `relaytrain-NAME` with only [A-Za-z0-9-]."""
-    return "relaytrain-" + re.sub(r"[^A-Za-z0-9-]+", "-", blueprint.name).strip("-")
 
 
 class RelaytrainStack(Stack):
