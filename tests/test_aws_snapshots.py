@@ -31,3 +31,22 @@ def test_every_shipped_aws_blueprint_synthesizes(aws_templates):
 def test_template_snapshot(aws_templates, snapshot, name):
     template = aws_templates[stack_name(type("B", (), {"name": name}))]
     assert normalised(template) == snapshot
+
+
+def test_cdk_app_entry_point_matches_relaytrain_synth(aws_templates, tmp_path):
+    """What `cdk synth -c blueprint=FILE` runs (cdk.json's app, context and outdir from the CLI's
+    environment) writes the same template as `relaytrain synth`."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    app = json.loads((ROOT / "cdk.json").read_text())["app"]
+    assert app == "python3 -m relaytrain.aws.app"
+    env = {**os.environ, "CDK_OUTDIR": str(tmp_path), "CDK_CONTEXT_JSON": json.dumps({"blueprint": "blueprints/tiny-gpt-lambda-steps.yaml"})}
+    subprocess.run([sys.executable, "-m", "relaytrain.aws.app"], check=True, cwd=ROOT, env=env, capture_output=True)
+    written = sorted(p.name for p in tmp_path.glob("*.template.json"))
+    assert written == ["relaytrain-tiny-gpt-lambda-steps.template.json"]
+    ours = json.loads((tmp_path / written[0]).read_text())
+    assert ours == aws_templates["relaytrain-tiny-gpt-lambda-steps"]
