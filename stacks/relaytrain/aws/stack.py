@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pathlib
-import re
 
 from aws_cdk import CfnOutput, Stack, Tags
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -12,7 +11,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from relaytrain.aws import nag
+from relaytrain.aws.names import DATA_PREFIX, RUN_PREFIX, stack_name
 from relaytrain.aws.constructs import (
     DatasetBucket,
     EfsCache,
@@ -30,21 +29,15 @@ from relaytrain_runtime import RelayError
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 RUNTIME_DIR = ROOT / "runtime"  # build context of the runtime image (runtime/Dockerfile)
-RUN_PREFIX = "runs/"  # every run's store is s3://BUCKET/runs/NAME
-DATA_PREFIX = "data/"  # prepared datasets shared by runs
 ASSET_EXCLUDE = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", ".pytest_cache", "build", "dist"]
-
-
-def stack_name(blueprint: Blueprint) -> str:
-    """CloudFormation stack name of a blueprint: `relaytrain-NAME` with only [A-Za-z0-9-]."""
-    return "relaytrain-" + re.sub(r"[^A-Za-z0-9-]+", "-", blueprint.name).strip("-")
 
 
 class RelaytrainStack(Stack):
     """Dataset bucket, workers and orchestration of one AWS blueprint, checked by cdk-nag.
 
     Outputs: BucketName, StoreUrl (the default run's store), StateMachineArn (lambda-steps, hybrid).
-    `legs_per_execution` overrides the continue-as-new interval (tests use a small one).
+    `legs_per_execution` overrides the continue-as-new interval and `leg_max_steps` bounds each
+    leg by steps (lambda-steps; tests use small ones).
     """
 
     def __init__(
@@ -54,6 +47,7 @@ class RelaytrainStack(Stack):
         *,
         runtime_dir: pathlib.Path = RUNTIME_DIR,
         legs_per_execution: int = DEFAULT_LEGS_PER_EXECUTION,
+        leg_max_steps: int | None = None,
         **kwargs,
     ) -> None:
         if blueprint.cloud != "aws":
@@ -68,6 +62,7 @@ class RelaytrainStack(Stack):
         self.spec = blueprint.training.run_spec().to_dict()
         self.run_name = blueprint.name
         self.legs_per_execution = legs_per_execution
+        self.leg_max_steps = leg_max_steps
         for key, value in {"relaytrain:blueprint": blueprint.name, **blueprint.tags}.items():
             Tags.of(self).add(key, value)
 
@@ -109,6 +104,7 @@ class RelaytrainStack(Stack):
             timeout_s=config.timeout_s,
             ephemeral_mb=config.ephemeral_mb,
             architecture=config.architecture,
+            environment={"RELAYTRAIN_MARGIN_S": str(config.leg_margin_s)},  # the leg stops this long before the deadline
         )
 
     def _lambda_steps(self) -> None:
@@ -133,6 +129,7 @@ class RelaytrainStack(Stack):
             budget_usd=bp.budget_usd,
             retries=config.retries,
             legs_per_execution=self.legs_per_execution,
+            leg_max_steps=self.leg_max_steps,
             state_machine_name=f"{stack_name(bp)}-legs",
             **props,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from aws_cdk import Fn, Stack, Tags
+from aws_cdk import Fn, Names, Stack, Tags
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
@@ -15,7 +15,7 @@ from relaytrain.aws import nag
 from relaytrain_runtime import RelayError
 
 DEFAULT_INSTANCE_TYPE = "p3.2xlarge"
-# AWS Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04), resolved at deploy time.
+# AWS Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04), resolved by EC2 at each launch.
 DLAMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 BOOT_SCRIPT = pathlib.Path(__file__).with_name("node_boot.sh")
 
@@ -23,7 +23,8 @@ BOOT_SCRIPT = pathlib.Path(__file__).with_name("node_boot.sh")
 class GpuTrainingNode(Construct):
     """One or more GPU instances forming one training job, from one launch template.
 
-    The launch template: a Deep Learning AMI from its public SSM parameter (or `image_parameter`),
+    The launch template: a Deep Learning AMI from its public SSM parameter (or `image_parameter`,
+    resolved at each launch),
     an encrypted gp3 root volume, IMDSv2 required with instance tags in metadata, detailed
     monitoring, optional spot (a persistent request that stops on interruption, so the node
     resumes from the baton when capacity returns), and user data that installs the runtime from
@@ -81,9 +82,15 @@ class GpuTrainingNode(Construct):
         if role is None:
             nag.ack(self.role, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
                     "Session Manager access to the nodes instead of SSH: no inbound port is opened")
-        self.placement_group = (
-            ec2.PlacementGroup(self, "Placement", strategy=ec2.PlacementGroupStrategy.CLUSTER) if nodes > 1 else None
-        )
+        self.placement_group: ec2.PlacementGroup | None = None
+        placement_ref = None
+        if nodes > 1:
+            # named, and referenced by name: the template stays valid where GetAtt on it is unsupported
+            name = Names.unique_resource_name(self, max_length=255, separator="-")
+            self.placement_group = ec2.PlacementGroup(
+                self, "Placement", placement_group_name=name, strategy=ec2.PlacementGroupStrategy.CLUSTER
+            )
+            placement_ref = ec2.PlacementGroup.from_placement_group_name(self, "PlacementRef", name)
         script = (
             BOOT_SCRIPT.read_text()
             .replace("__SPEC_JSON__", json.dumps(spec, sort_keys=True))
@@ -97,7 +104,8 @@ class GpuTrainingNode(Construct):
             self,
             "Template",
             instance_type=ec2.InstanceType(instance_type),
-            machine_image=ec2.MachineImage.from_ssm_parameter(image_parameter, os=ec2.OperatingSystemType.LINUX),
+            # resolved by EC2 at each launch: a node started later (hybrid, spot restart) gets the current AMI
+            machine_image=ec2.MachineImage.resolve_ssm_parameter_at_launch(image_parameter, os=ec2.OperatingSystemType.LINUX),
             role=self.role,
             security_group=security_group,
             user_data=user_data,
@@ -107,7 +115,7 @@ class GpuTrainingNode(Construct):
             detailed_monitoring=True,
             ebs_optimized=True,
             instance_initiated_shutdown_behavior=ec2.InstanceInitiatedShutdownBehavior.STOP,
-            placement_group=self.placement_group,
+            placement_group=placement_ref,
             block_devices=[
                 ec2.BlockDevice(
                     device_name="/dev/sda1",
@@ -123,6 +131,8 @@ class GpuTrainingNode(Construct):
             if spot
             else None,
         )
+        if self.placement_group is not None:
+            self.launch_template.node.add_dependency(self.placement_group)
         self.instances: list[ec2.CfnInstance] = []
         if not launch:
             return
@@ -136,6 +146,7 @@ class GpuTrainingNode(Construct):
                     launch_template_id=self.launch_template.launch_template_id,
                     version=self.launch_template.latest_version_number,
                 ),
+                image_id=f"{{{{resolve:ssm:{image_parameter}}}}}",  # the same AMI parameter, resolved at deploy
                 subnet_id=Fn.select(0, subnet_ids),  # one AZ: a cluster placement group lives in one
                 monitoring=True,
             )

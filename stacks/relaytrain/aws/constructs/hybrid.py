@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jsii
 from aws_cdk import ArnFormat, Duration, Names, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -16,6 +17,46 @@ from relaytrain.aws import nag
 from relaytrain.aws.constructs.step_trainer import ack_state_machine_role, lambda_task
 
 TOKEN_KEY = "control/gpu-node-task.json"  # under the run's store; the node answers the token when done
+
+
+def list_prefix(bucket: s3.IBucket, prefix: str) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        actions=["s3:ListBucket"], resources=[bucket.bucket_arn], conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}}
+    )
+
+
+@jsii.implements(sfn.IItemReader)
+class PrefixObjectsReader:
+    """A Distributed Map reader over the objects under one key prefix, whose ListBucket grant is
+    limited to that prefix (CDK's S3ObjectsItemReader grants listing of the whole bucket)."""
+
+    def __init__(self, bucket: s3.IBucket, prefix: str) -> None:
+        self._bucket, self._prefix = bucket, prefix
+
+    @property
+    def bucket(self) -> s3.IBucket:
+        return self._bucket
+
+    @property
+    def bucket_name_path(self) -> str | None:
+        return None
+
+    @property
+    def max_items(self):
+        return None
+
+    @property
+    def resource(self) -> str:
+        return f"arn:{Stack.of(self._bucket).partition}:states:::s3:listObjectsV2"
+
+    def render(self, query_language=None):
+        return {"Resource": self.resource, "Parameters": {"Bucket": self._bucket.bucket_name, "Prefix": self._prefix}}
+
+    def provide_policy_statements(self) -> list[iam.PolicyStatement]:
+        return [list_prefix(self._bucket, self._prefix)]
+
+    def validate_item_reader(self) -> list[str]:
+        return []
 
 
 class HybridPipeline(Construct):
@@ -61,7 +102,7 @@ class HybridPipeline(Construct):
         fan_out = sfn.DistributedMap(
             self,
             "Preprocess",
-            item_reader=sfn.S3ObjectsItemReader(bucket=bucket, prefix=raw_prefix),
+            item_reader=PrefixObjectsReader(bucket, raw_prefix),
             item_selector={"store.$": "$.store", "key.$": "$$.Map.Item.Value.Key"},
             max_concurrency=max_concurrency or None,
             result_path=sfn.JsonPath.DISCARD,
@@ -132,7 +173,7 @@ class HybridPipeline(Construct):
             parameters={
                 "Bucket": bucket.bucket_name,
                 "Key.$": token_key,
-                "Body": {"token.$": sfn.JsonPath.task_token, "run.$": "$.run"},
+                "Body": {"token": sfn.JsonPath.task_token, "run.$": "$.run"},
                 "ContentType": "application/json",
             },
             iam_resources=[bucket.arn_for_objects(f"{run_prefix}*")],
@@ -190,8 +231,10 @@ class HybridPipeline(Construct):
             service="s3",
             action="listObjectsV2",
             parameters={"Bucket": bucket.bucket_name, "Prefix.$": f"States.Format('{run_prefix}{{}}/baton/', $.run)"},
-            iam_resources=[bucket.bucket_arn],
-            iam_action="s3:ListBucket",
+            # the generated grant duplicates the token write below; the listing is granted per prefix
+            iam_resources=[bucket.arn_for_objects(f"{run_prefix}*")],
+            iam_action="s3:PutObject",
+            additional_iam_statements=[list_prefix(bucket, run_prefix)],
             result_selector={"keys.$": "$.Contents[*].Key"},
             result_path="$.checkpoints",
         )
@@ -234,7 +277,7 @@ class HybridPipeline(Construct):
             nag.ack(self.state_machine, f"AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{account}:{kind}/*]",
                     f"RunInstances/TerminateInstances act on {kind}s created by the call, whose IDs are unknown beforehand")
         nag.ack(self.state_machine, f"AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}::image/*]",
-                "the Deep Learning AMI is resolved from its public SSM parameter at deploy time")
+                "the Deep Learning AMI is resolved from its public SSM parameter at each launch")
         machine_id = stack.resolve(stack.get_logical_id(self.state_machine.node.default_child))
         executions = f'arn:aws:states:{region}:{account}:execution:{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{machine_id}"}}]}}]}}'
         for suffix in ("/*:*", ":*"):

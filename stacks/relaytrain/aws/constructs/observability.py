@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_kms as kms
@@ -20,7 +20,8 @@ class RunObservability(Construct):
     warning at 80 %). Alarm actions go to `topic` (an existing topic, or one created with
     SSE and TLS-only access).
 
-    Exposes: `dashboard`, `alarms` (name -> Alarm), `topic`.
+    Alarm names are `alarm_prefix-KEY` (default prefix: the stack name).
+    Exposes: `dashboard`, `alarms` (key -> Alarm), `topic`.
     """
 
     def __init__(
@@ -35,8 +36,10 @@ class RunObservability(Construct):
         budget_usd: float | None = None,
         topic: sns.ITopic | None = None,
         dashboard_name: str | None = None,
+        alarm_prefix: str | None = None,
     ) -> None:
         super().__init__(scope, id)
+        prefix = alarm_prefix or Stack.of(self).stack_name
         self.topic = topic or sns.Topic(
             self, "Alarms", enforce_ssl=True, master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns")
         )
@@ -48,7 +51,7 @@ class RunObservability(Construct):
 
         def alarm(key: str, m: cw.IMetric, threshold: float, description: str) -> None:
             a = m.create_alarm(
-                self, key, threshold=threshold, evaluation_periods=1, alarm_description=description,
+                self, key, alarm_name=f"{prefix}-{key}", threshold=threshold, evaluation_periods=1, alarm_description=description,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             )
@@ -77,5 +80,14 @@ class RunObservability(Construct):
         )
         self.dashboard.add_widgets(
             cw.GraphWidget(title="Step and legs", left=[metric("Step"), metric("Legs")], width=12),
-            cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=12),
+            # alarms by their ARN from the name: the widget needs no attribute of the alarm resources
+            cw.AlarmStatusWidget(
+                title="Alarms",
+                alarms=[
+                    cw.Alarm.from_alarm_arn(self, f"{key}Ref", Stack.of(self).format_arn(
+                        service="cloudwatch", resource="alarm", resource_name=f"{prefix}-{key}", arn_format=ArnFormat.COLON_RESOURCE_NAME))
+                    for key in self.alarms
+                ],
+                width=12,
+            ),
         )

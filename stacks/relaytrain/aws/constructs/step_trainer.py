@@ -132,8 +132,10 @@ def lambda_task(
 class LambdaStepTrainer(Construct):
     """Time-boxed training legs on Lambda, looped by a Step Functions Standard state machine.
 
-    Execution input: `{"run": NAME}` (the run's store is `store_root/NAME`). Each leg receives
-    `{"op": "leg", "store": URL, "spec": SPEC}` so the first leg initialises the run. After each
+    Execution input: `{"run": NAME}` (the run's store is `store_root/NAME`); a hop's input also
+    carries `legs` (legs so far) and `launch` (the first execution's name). Each leg receives
+    `{"op": "leg", "store": URL, "spec": SPEC}` (plus `max_steps` = `leg_max_steps` when set: legs
+    bounded by steps as well as by the invocation's time) so the first leg initialises the run. After each
     leg: an error reply or a failure after retries ends the execution (recorded as its error);
     `done` succeeds; accrued `cost_usd` at or over `budget_usd` stops with `BudgetExhausted`;
     after `legs_per_execution` legs the machine starts a fresh execution of itself (continue-as-new,
@@ -156,6 +158,7 @@ class LambdaStepTrainer(Construct):
         budget_usd: float | None = None,
         retries: int = 3,
         legs_per_execution: int = DEFAULT_LEGS_PER_EXECUTION,
+        leg_max_steps: int | None = None,
         metrics_namespace: str = "relaytrain",
         state_machine_name: str | None = None,
         **stage_props,
@@ -179,10 +182,16 @@ class LambdaStepTrainer(Construct):
             service="states", resource="stateMachine", resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
         )
         store = f"States.Format('{store_root}/{{}}', $.run)"
-        fresh = sfn.Pass(self, "StartRun", parameters={"run.$": "$.run", "store.$": store, "legs": 0, "execution_legs": 0})
-        resumed = sfn.Pass(self, "ResumeRun", parameters={"run.$": "$.run", "store.$": store, "legs.$": "$.legs", "execution_legs": 0})
+        # `launch`: the first execution's name; hops are named LAUNCH-LEGS, so a retried hop is idempotent
+        fresh = sfn.Pass(self, "StartRun", parameters={
+            "run.$": "$.run", "store.$": store, "launch.$": "$$.Execution.Name", "legs": 0, "execution_legs": 0})
+        resumed = sfn.Pass(self, "ResumeRun", parameters={
+            "run.$": "$.run", "store.$": store, "launch.$": "$.launch", "legs.$": "$.legs", "execution_legs": 0})
+        payload = {"op": "leg", "store.$": "$.store", "spec": spec}
+        if leg_max_steps is not None:
+            payload["max_steps"] = leg_max_steps
         leg = lambda_task(
-            self, "Leg", function, {"op": "leg", "store.$": "$.store", "spec": spec},
+            self, "Leg", function, payload,
             retries=retries, timeout_s=function_timeout_s, result_path="$.leg",
         )
         leg.add_catch(
@@ -197,6 +206,7 @@ class LambdaStepTrainer(Construct):
             parameters={
                 "run.$": "$.run",
                 "store.$": "$.store",
+                "launch.$": "$.launch",
                 "legs.$": "States.MathAdd($.legs, 1)",
                 "execution_legs.$": "States.MathAdd($.execution_legs, 1)",
                 "last.$": "$.leg.status",
@@ -207,7 +217,8 @@ class LambdaStepTrainer(Construct):
             self,
             "ContinueAsNew",
             state_machine=sfn.StateMachine.from_state_machine_arn(self, "Self", self_arn),
-            input=sfn.TaskInput.from_object({"run.$": "$.run", "legs.$": "$.legs"}),
+            input=sfn.TaskInput.from_object({"run.$": "$.run", "legs.$": "$.legs", "launch.$": "$.launch"}),
+            name=sfn.JsonPath.format("{}-{}", sfn.JsonPath.string_at("$.launch"), sfn.JsonPath.string_at("$.legs")),
             associate_with_parent=True,
             result_path=sfn.JsonPath.DISCARD,
         )

@@ -1,0 +1,114 @@
+"""A deployed AWS stack: find it, start a run, read the run's baton. No CDK, no torch (boto3 + JSON)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from relaytrain.aws.names import RUN_PREFIX, stack_name
+from relaytrain.blueprint.schema import Blueprint
+from relaytrain_runtime import RelayError
+from relaytrain_runtime.store import NotFound, open_store
+
+COMMIT_PREFIX = "baton/"  # relaytrain_runtime.baton's layout (docs/ARCHITECTURE.md "Baton layout")
+LEGS_PREFIX = "legs/"
+
+
+class DeployError(RelayError):
+    """The deployed stack cannot be found or used."""
+
+
+def _client(service: str, region: str):
+    import boto3
+    from botocore.exceptions import NoRegionError
+
+    try:
+        return boto3.client(service, region_name=region)
+    except NoRegionError:  # pragma: no cover - region is always given
+        raise DeployError(f"no AWS region for {service}") from None
+
+
+def _call(what: str, fn, **kwargs):
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return fn(**kwargs)
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        raise DeployError(f"{what}: {err.get('Code', 'error')}: {err.get('Message', exc)}") from None
+    except BotoCoreError as exc:
+        raise DeployError(f"{what}: {exc}") from None
+
+
+def region_of(blueprint: Blueprint, region: str | None = None) -> str:
+    return region or blueprint.region or "us-east-1"
+
+
+def stack_outputs(blueprint: Blueprint, region: str | None = None) -> dict[str, str]:
+    """The outputs of the blueprint's stack (BucketName, StoreUrl, StateMachineArn when it has one)."""
+    name, where = stack_name(blueprint), region_of(blueprint, region)
+    from botocore.exceptions import ClientError
+
+    cfn = _client("cloudformation", where)
+    try:
+        stacks = cfn.describe_stacks(StackName=name)["Stacks"]
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            raise DeployError(f"stack {name} is not deployed in {where}: run `cdk deploy -c blueprint=FILE` first") from None
+        raise DeployError(f"describe stack {name}: {exc}") from None
+    except Exception as exc:  # credentials, endpoint
+        raise DeployError(f"describe stack {name} in {where}: {exc}") from None
+    stack = stacks[0]
+    if not stack["StackStatus"].endswith("_COMPLETE") or "ROLLBACK" in stack["StackStatus"]:
+        raise DeployError(f"stack {name} is {stack['StackStatus']}, not ready")
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def run_store(outputs: dict[str, str], run: str) -> str:
+    return f"s3://{outputs['BucketName']}/{RUN_PREFIX}{run}"
+
+
+def start_run(blueprint: Blueprint, run: str | None = None, region: str | None = None) -> dict:
+    """Start an execution of the stack's state machine for run `run` (default: the blueprint's name)."""
+    outputs = stack_outputs(blueprint, region)
+    arn = outputs.get("StateMachineArn")
+    if not arn:
+        raise DeployError(f"blueprint {blueprint.name!r} ({blueprint.topology}) has no state machine: "
+                          "its GPU nodes start training when the stack is deployed (see `relaytrain status`)")
+    run = run or blueprint.name
+    name = f"{run}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"[:80]
+    sfn = _client("stepfunctions", region_of(blueprint, region))
+    started = _call(f"start execution of {arn}", sfn.start_execution, stateMachineArn=arn, name=name, input=json.dumps({"run": run}))
+    return {"execution": started["executionArn"], "store": run_store(outputs, run), "run": run}
+
+
+def run_state(store_url: str) -> dict:
+    """The run's progress from its baton: the newest commit manifest, the leg count and spec."""
+    store = open_store(store_url)
+    try:
+        spec = json.loads(store.read("spec.json"))
+    except NotFound:
+        raise DeployError(f"no run at {store_url} yet (no spec.json): start one with `relaytrain launch`") from None
+    gens = sorted(int(k[len(COMMIT_PREFIX):-5]) for k in store.list(COMMIT_PREFIX) if k.endswith(".json") and k[len(COMMIT_PREFIX):-5].isdigit())
+    commit = json.loads(store.read(f"{COMMIT_PREFIX}{gens[-1]:08d}.json")) if gens else {}
+    legs = [k for k in store.list(LEGS_PREFIX) if k.endswith(".json")]
+    checkpoint = None
+    if commit:
+        weights = commit.get("objects", {}).get("weights", {})
+        checkpoint = {"gen": commit["gen"], "manifest": f"{COMMIT_PREFIX}{commit['gen']:08d}.json", "weights": weights.get("key"),
+                      "weights_sha256": commit.get("weights_sha256")}
+    return {
+        "store": store_url, "preset": spec.get("preset"), "steps": spec.get("steps"),
+        "step": commit.get("step", 0), "done": bool(commit.get("done", False)), "loss": commit.get("loss"),
+        "tokens": commit.get("tokens", 0), "cost_usd": commit.get("cost_usd", 0.0), "legs": len(legs),
+        "checkpoints": len(gens), "latest_checkpoint": checkpoint,
+    }
+
+
+def executions(blueprint: Blueprint, outputs: dict[str, str], region: str | None = None, limit: int = 5) -> list[dict]:
+    arn = outputs.get("StateMachineArn")
+    if not arn:
+        return []
+    sfn = _client("stepfunctions", region_of(blueprint, region))
+    listed = _call(f"list executions of {arn}", sfn.list_executions, stateMachineArn=arn, maxResults=limit)["executions"]
+    return [{"name": e["name"], "status": e["status"], "started": e["startDate"].isoformat()} for e in listed]
