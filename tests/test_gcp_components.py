@@ -83,7 +83,8 @@ def test_handler_answers_before_the_workflow_call_times_out(gcp_graph, gcp_bluep
     import yaml
 
     wf = yaml.safe_load(one(graph, WORKFLOW).inputs["sourceContents"])
-    call = wf["main"]["steps"][1]["run_shards"]["parallel"]["for"]["steps"][0]["call_shard"]["try"]["args"]
+    (run_shards,) = [s["run_shards"] for s in wf["main"]["steps"] if "run_shards" in s]
+    call = run_shards["parallel"]["for"]["steps"][0]["call_shard"]["try"]["args"]
     assert handler < call["timeout"] <= 1800  # Workflows caps an HTTP call at 1,800 s
 
 
@@ -145,7 +146,8 @@ def test_workflow_targets_the_deployed_function_and_store(shards):
     wf = yaml.safe_load(one(shards, WORKFLOW).inputs["sourceContents"])
     text = one(shards, WORKFLOW).inputs["sourceContents"]
     assert "None" not in text and "&id" not in text  # every computed output resolved, no YAML anchors
-    call = wf["main"]["steps"][1]["run_shards"]["parallel"]["for"]["steps"][0]["call_shard"]["try"]
+    (run_shards,) = [s["run_shards"] for s in wf["main"]["steps"] if "run_shards" in s]
+    call = run_shards["parallel"]["for"]["steps"][0]["call_shard"]["try"]
     assert call["args"]["url"] == "https://gcp-tiny-shards-shards-mock.a.run.app"
     assert call["args"]["auth"] == {"type": "OIDC"}
     assert "gs://gcp-tiny-shards-data-bucket-0000000/runs/gcp-tiny-shards" in wf["main"]["steps"][0]["init"]["assign"][0]["store"]

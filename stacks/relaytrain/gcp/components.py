@@ -185,11 +185,16 @@ class FunctionShards(pulumi.ComponentResource):
 
 
 class Orchestration(pulumi.ComponentResource):
-    """A Cloud Workflows workflow driving rounds over `shards`; its service account alone may invoke."""
+    """A Cloud Workflows workflow driving rounds over `shards`; its service account alone may invoke.
+
+    `spec` and `functions` (the blueprint's training: and functions: sections) ride along in the
+    shard events, so the first round initialises the run in the store: no separate init step.
+    """
 
     def __init__(self, name: str, *, shards: FunctionShards, region: str, store_url: pulumi.Input[str],
                  shard_count: int, call_timeout_s: int, max_rounds: int, budget_usd: float | None,
-                 labels: dict[str, str], opts: pulumi.ResourceOptions | None = None):
+                 labels: dict[str, str], spec: dict | None = None, functions: dict | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("relaytrain:gcp:Orchestration", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.service_account = gcp.serviceaccount.Account(
@@ -203,7 +208,7 @@ class Orchestration(pulumi.ComponentResource):
             url, store = values
             return wf.to_yaml(wf.definition(wf.RoundPlan(
                 function_url=url, store_url=store, shards=shard_count, call_timeout_s=call_timeout_s,
-                max_rounds=max_rounds, budget_usd=budget_usd)))
+                max_rounds=max_rounds, budget_usd=budget_usd, spec=spec, functions=functions)))
 
         self.definition = pulumi.Output.all(shards.url, store_url).apply(render)
         self.workflow = gcp.workflows.Workflow(

@@ -1,8 +1,8 @@
 """Run a generated Cloud Workflows definition on this machine, step by step.
 
 A small interpreter for the subset of the Workflows language that `relaytrain.gcp.workflow`
-generates: `assign`, `parallel` `for` over a `range`, `call: http.post` inside `try` with a
-`retry` policy, `switch` with `return` / `raise` / `next`, subworkflows (the retry predicate), and `${...}` expressions over
+generates: `assign`, `parallel` `for` over a `range` (with `shared` variables), jumps (`next`), `call: http.post` inside `try` with a
+`retry` policy, `switch` with `return` / `raise` / `next` / `steps`, subworkflows (the retry predicate), and `${...}` expressions over
 variables, `default`, `map.get`, `string`, `in`, arithmetic and comparisons. It lets the tests
 (and a user without a cloud account) drive the real handler over HTTP through exactly the steps
 the deployed workflow takes. Expressions come only from our own generator.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -51,6 +52,20 @@ def _wrap(value):
     if isinstance(value, list):
         return [_wrap(v) for v in value]
     return value
+
+
+class _Branch(dict):
+    """A parallel branch's variables: a copy of the parent's, except `shared` ones write through."""
+
+    def __init__(self, parent: dict, shared: set, lock: threading.Lock):
+        super().__init__(parent)
+        self.parent, self.shared, self.lock = parent, shared, lock
+
+    def __setitem__(self, key, value):
+        if key in self.shared:
+            with self.lock:
+                self.parent[key] = value
+        super().__setitem__(key, value)
 
 
 class _Map:
@@ -164,7 +179,10 @@ class Interpreter:
             for case in body["switch"]:
                 if evaluate(case["condition"], scope):
                     return self._step({k: v for k, v in case.items() if k != "condition"}, scope)
-            return "continue", None
+        elif "steps" in body:
+            value = self._steps(body["steps"], scope)
+            if value is not None:
+                return "return", value
         if "raise" in body:
             raise WorkflowError(evaluate(body["raise"], scope))
         if "return" in body:
@@ -177,8 +195,10 @@ class Interpreter:
         loop = spec["for"]
         lo, hi = (evaluate(x, scope) for x in loop["range"])
 
+        shared, lock = set(spec.get("shared", [])), threading.Lock()
+
         def branch(k: int) -> None:
-            local = dict(scope)  # variables assigned in a branch stay in it
+            local = _Branch(scope, shared, lock)  # variables assigned in a branch stay in it, unless shared
             local[loop["value"]] = k
             self._steps(loop["steps"], local)
 

@@ -126,6 +126,7 @@ def _function_shards(bp: Blueprint, config: GcpConfig, region: str, bucket, stor
         f"{bp.name}-rounds", shards=shards, region=region, store_url=store_url, shard_count=fs.shards,
         call_timeout_s=handler_timeout + HANDLER_MARGIN_S,
         max_rounds=wf.max_rounds(bp.training.steps, fs.sync, fs.local_steps), budget_usd=bp.budget_usd,
+        spec=bp.training.model_dump(), functions=fs.model_dump(),
         labels={**labels, "relaytrain-component": "orchestration"})
     return shards, rounds
 
