@@ -2,6 +2,7 @@
 
 import hashlib
 import shutil
+import subprocess
 import zipfile
 
 import pytest
@@ -231,3 +232,18 @@ def test_function_built_by_its_own_account_into_its_own_repository(shards):
                     if r.inputs.get("member") == f"serviceAccount:{email}")
     assert grants == [("BucketIAMMember", "roles/storage.objectViewer"), ("IAMMember", "roles/logging.logWriter"),
                       ("RepositoryIamMember", "roles/artifactregistry.writer")]
+
+
+def test_startup_script_uses_every_gpu():
+    from relaytrain.gcp.components import startup_script
+
+    one = startup_script(checkpoint_every_s=60, nodes=1, gpus_per_node=1)
+    assert "torchrun" not in one and "$VENV/bin/python -m relaytrain_runtime node" in one
+    four = startup_script(checkpoint_every_s=60, nodes=1, gpus_per_node=4)
+    assert "torchrun --standalone --nproc-per-node gpu -m relaytrain_runtime node" in four
+    multi = startup_script(checkpoint_every_s=60, nodes=3, gpus_per_node=2)
+    assert "torchrun --nnodes 3 --nproc-per-node gpu --node-rank \"$RANK\" --master-addr \"$MASTER\"" in multi
+    for script in (one, four, multi, startup_script(checkpoint_every_s=60, nodes=2, init_args=["--preset", "a b"])):
+        assert script.startswith("#!/bin/bash\nset -euo pipefail\n")
+        check = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr

@@ -247,7 +247,7 @@ class TrainingNetwork(pulumi.ComponentResource):
         self.register_outputs({"network": self.network.id, "subnetwork": self.subnetwork.id})
 
 
-def startup_script(*, checkpoint_every_s: int, nodes: int, init_args: list[str] = ()) -> str:
+def startup_script(*, checkpoint_every_s: int, nodes: int, gpus_per_node: int = 1, init_args: list[str] = ()) -> str:
     """Boot script: fetch the runtime archive, install it with CUDA torch in a venv, write the
     run spec (`relaytrain-runtime init INIT_ARGS`, idempotent for an identical spec), train.
 
@@ -255,10 +255,12 @@ def startup_script(*, checkpoint_every_s: int, nodes: int, init_args: list[str] 
     The store URL, archive URL and node rank come from instance metadata.
     """
     node = f"node --store \"$STORE\" --checkpoint-every {int(checkpoint_every_s)} --poweroff-when-done"
-    launch = f"$VENV/bin/python -m relaytrain_runtime {node}"
-    if nodes > 1:
+    launch = f"$VENV/bin/python -m relaytrain_runtime {node}"  # one GPU: one process
+    if nodes > 1:  # one DDP job across the nodes, one process per GPU
         launch = ("$VENV/bin/torchrun --nnodes " + str(nodes) + " --nproc-per-node gpu --node-rank \"$RANK\" "
                   "--master-addr \"$MASTER\" --master-port 29500 -m relaytrain_runtime " + node)
+    elif gpus_per_node > 1:
+        launch = f"$VENV/bin/torchrun --standalone --nproc-per-node gpu -m relaytrain_runtime {node}"
     lines = [
         "#!/bin/bash",
         "set -euo pipefail",
@@ -318,7 +320,8 @@ class GpuTrainingNode(pulumi.ComponentResource):
         else:
             scheduling = gcp.compute.InstanceSchedulingArgs(
                 provisioning_model="STANDARD", automatic_restart=True, on_host_maintenance="TERMINATE")
-        script = startup_script(checkpoint_every_s=checkpoint_every_s, nodes=nodes, init_args=list(init_args))
+        script = startup_script(checkpoint_every_s=checkpoint_every_s, nodes=nodes,
+                                gpus_per_node=accelerator_count, init_args=list(init_args))
         self.instances: list[gcp.compute.Instance] = []
         master: pulumi.Input[str] = "localhost"
         for rank in range(nodes):
