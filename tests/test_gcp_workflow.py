@@ -133,6 +133,30 @@ def test_transient_errors_are_retried_with_backoff():
     assert result["status"] == "done" and sleeps == [2, 4, 8]
 
 
+def test_network_errors_are_retried_against_a_real_socket():
+    """A refused connection (nothing listening yet) and a timeout are retried like Workflows does."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: connecting is refused
+    sleeps, attempts = [], []
+    interp = Interpreter(sleep=sleeps.append)
+    real_post = interp.post
+
+    def post(url, body, timeout):
+        attempts.append(url)
+        if len(attempts) == 1:
+            return real_post(url, body, timeout)  # refused: ConnectionFailedError
+        if len(attempts) == 2:
+            raise TimeoutError("timed out")
+        return 200, {"status": "committed", "done": True} if body["op"] == "reduce" else {"status": "ok"}
+
+    interp.post = post
+    result = interp.run(wf.definition(plan(function_url=f"http://127.0.0.1:{port}/", shards=1)))
+    assert result["status"] == "done" and sleeps == [2, 4] and len(attempts) == 4
+
+
 def test_bad_event_stops_without_retry():
     sleeps = []
     bad = {"error": {"type": "BadEvent", "message": "event field 'store' is required", "op": "shard"}}

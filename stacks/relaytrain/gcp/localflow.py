@@ -77,14 +77,20 @@ class _Map:
 class _Http:
     @staticmethod
     def default_retry_predicate(e) -> bool:
-        return bool({"ConnectionError", "TimeoutError"} & set(e["tags"])) or e.get("code") in TRANSIENT
+        return bool({"ConnectionError", "ConnectionFailedError", "TimeoutError"} & set(e["tags"])) \
+            or e.get("code") in TRANSIENT
 
 
 def error_map(err: Exception) -> dict:
     """An exception as Workflows presents it to `except` and retry predicates."""
     if isinstance(err, HttpError):
         return {"code": err.code, "tags": ["HttpError"], "message": str(err), "body": err.body}
-    tag = "TimeoutError" if isinstance(err, TimeoutError) else "ConnectionError"
+    if isinstance(err, TimeoutError):
+        tag = "TimeoutError"
+    elif isinstance(err, ConnectionRefusedError):
+        tag = "ConnectionFailedError"  # the connection was never established
+    else:
+        tag = "ConnectionError"
     return {"tags": [tag], "message": str(err)}
 
 
@@ -123,8 +129,8 @@ def http_post(url: str, body: dict, timeout: float, headers: dict | None = None)
         except ValueError:
             return exc.code, raw.decode(errors="replace")
     except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            raise TimeoutError(str(exc.reason)) from exc
+        if isinstance(exc.reason, (TimeoutError, ConnectionError)):
+            raise exc.reason from exc
         raise ConnectionError(str(exc.reason)) from exc
 
 
@@ -227,8 +233,10 @@ class Interpreter:
         self.calls.append((url, args["body"]))
         try:
             code, payload = self.post(url, json.loads(json.dumps(args["body"])), float(args.get("timeout", 300)))
-        except OSError as exc:  # socket timeouts and refused connections
-            raise (TimeoutError if isinstance(exc, TimeoutError) else ConnectionError)(str(exc)) from exc
+        except (TimeoutError, ConnectionError):
+            raise
+        except OSError as exc:  # other socket failures
+            raise ConnectionError(str(exc)) from exc
         if not 200 <= code < 300:
             raise HttpError(code, payload)
         if "result" in body:

@@ -40,7 +40,8 @@ RETRY_TRANSIENT = {  # the retry predicate, a subworkflow: true for transient HT
     "params": ["e"],
     "steps": [
         {"check": {"switch": [
-            {"condition": '${"ConnectionError" in e.tags}', "return": True},
+            {"condition": '${"ConnectionError" in e.tags}', "return": True},  # connection broken
+            {"condition": '${"ConnectionFailedError" in e.tags}', "return": True},  # never established
             {"condition": '${"TimeoutError" in e.tags}', "return": True},
             {"condition": f'${{default(map.get(e, "code"), 0) in {TRANSIENT_CODES}}}', "return": True},
         ]}},
