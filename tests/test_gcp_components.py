@@ -42,15 +42,21 @@ def multinode(gcp_graph, gcp_blueprints):
     return gcp_graph(gcp_blueprints["gcp-gpu-multinode"])
 
 
-def test_dataset_bucket_secure_defaults(shards):
+def test_dataset_bucket_secure_defaults(shards, spot):
     b = one(shards, BUCKET).inputs
     assert b["uniformBucketLevelAccess"] is True and b["publicAccessPrevention"] == "enforced"
     assert b["versioning"] == {"enabled": True} and b["forceDestroy"] is False
-    rules = {r["condition"].get("withState") or r["condition"]["matchesPrefixes"][0]: r for r in b["lifecycleRules"]}
-    assert rules["ARCHIVED"]["condition"]["daysSinceNoncurrentTime"] == 7  # old checkpoint versions expire
-    assert rules["rounds/"]["action"]["type"] == "Delete"
+    assert b["softDeletePolicy"] == {"retentionDurationSeconds": 0}  # versioning is the recovery window
+    rules = [(r["condition"], r["action"]["type"]) for r in b["lifecycleRules"]]
+    exchange = ["runs/gcp-tiny-shards/rounds/"]  # where the run's store keeps round exchange objects
+    assert rules == [
+        ({"daysSinceNoncurrentTime": 7, "withState": "ARCHIVED"}, "Delete"),  # pruned checkpoints
+        ({"daysSinceNoncurrentTime": 1, "matchesPrefixes": exchange, "withState": "ARCHIVED"}, "Delete"),
+        ({"age": 2, "matchesPrefixes": exchange}, "Delete"),  # leftovers of a crashed round
+    ]
     assert b["labels"] == {"relaytrain-blueprint": "gcp-tiny-shards", "relaytrain-component": "dataset",
                            "relaytrain-topology": "function-shards", "team": "research"}
+    assert len(one(spot, BUCKET).inputs["lifecycleRules"]) == 1  # no exchange on a GPU node
 
 
 def test_existing_bucket_is_used_not_created(multinode):

@@ -64,33 +64,38 @@ class DatasetBucket(pulumi.ComponentResource):
     """The run's bucket: uniform access, public access prevention, versioning, lifecycle, labels.
 
     Checkpoints are pruned by the runtime (`keep_last`); versioning keeps overwritten or deleted
-    objects recoverable for `noncurrent_days`, after which the lifecycle deletes them. Round
-    exchange objects left behind by a crashed round expire after `exchange_days`.
+    objects recoverable for `noncurrent_days`, after which the lifecycle deletes them. Soft delete
+    is off: versioning already gives that window, and soft delete would bill every pruned
+    checkpoint for another week. Round exchange objects (`exchange_prefixes`, e.g.
+    `runs/NAME/rounds/`) are swept by the runtime every round: their noncurrent versions go after
+    one day, and live leftovers of a crashed round after `exchange_days`.
     """
 
     def __init__(self, name: str, *, location: str, labels: dict[str, str], noncurrent_days: int = 7,
-                 exchange_days: int = 2, force_destroy: bool = False, opts: pulumi.ResourceOptions | None = None):
+                 exchange_prefixes: list[str] = (), exchange_days: int = 2, force_destroy: bool = False,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("relaytrain:gcp:DatasetBucket", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+
+        def delete(**condition) -> gcp.storage.BucketLifecycleRuleArgs:
+            return gcp.storage.BucketLifecycleRuleArgs(
+                action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                condition=gcp.storage.BucketLifecycleRuleConditionArgs(**condition))
+
+        rules = [delete(days_since_noncurrent_time=noncurrent_days, with_state="ARCHIVED")]
+        if exchange_prefixes:
+            rules += [delete(days_since_noncurrent_time=1, with_state="ARCHIVED", matches_prefixes=list(exchange_prefixes)),
+                      delete(age=exchange_days, matches_prefixes=list(exchange_prefixes))]
         self.bucket = gcp.storage.Bucket(
             f"{name}-bucket",
             location=location.upper(),
             uniform_bucket_level_access=True,
             public_access_prevention="enforced",
             versioning=gcp.storage.BucketVersioningArgs(enabled=True),
+            soft_delete_policy=gcp.storage.BucketSoftDeletePolicyArgs(retention_duration_seconds=0),
             force_destroy=force_destroy,
             labels=clean_labels(labels),
-            lifecycle_rules=[
-                gcp.storage.BucketLifecycleRuleArgs(
-                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(days_since_noncurrent_time=noncurrent_days,
-                                                                          with_state="ARCHIVED"),
-                ),
-                gcp.storage.BucketLifecycleRuleArgs(
-                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=exchange_days, matches_prefixes=["rounds/"]),
-                ),
-            ],
+            lifecycle_rules=rules,
             opts=child,
         )
         self.name = self.bucket.name

@@ -24,6 +24,7 @@ DEFAULT_MACHINE_TYPE = limits.DEFAULT_INSTANCE["gcp"]
 DEFAULT_ACCELERATOR = "nvidia-tesla-v100"  # attached to n1 machine types unless the blueprint names one
 HANDLER_MARGIN_S = 60  # the handler answers this long before the workflow's HTTP call gives up
 SUPPORTED = ("function-shards", "gpu-node")
+RUN_PREFIX = "runs/"  # every run's store is gs://BUCKET/runs/NAME (as on AWS: s3://BUCKET/runs/NAME)
 
 
 class GcpProgramError(RelayError):
@@ -93,10 +94,11 @@ def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
     if bp.dataset.bucket:
         bucket: pulumi.Output = pulumi.Output.from_input(bp.dataset.bucket)
     else:
+        exchange = [f"{RUN_PREFIX}{bp.name}/rounds/"] if bp.topology == "function-shards" else []
         dataset = c.DatasetBucket(f"{bp.name}-data", location=region, force_destroy=config.force_destroy,
-                                  labels={**labels, "relaytrain-component": "dataset"})
+                                  exchange_prefixes=exchange, labels={**labels, "relaytrain-component": "dataset"})
         bucket = dataset.name
-    store_url = pulumi.Output.concat("gs://", bucket, f"/runs/{bp.name}")
+    store_url = pulumi.Output.concat("gs://", bucket, f"/{RUN_PREFIX}{bp.name}")
     init_command = store_url.apply(lambda url: shlex.join(
         ["relaytrain-runtime", "init", "--store", url] + spec_args(bp)))
     out = Deployment(region=region, store_url=store_url, bucket=bucket, init_command=init_command, dataset=dataset)
