@@ -253,3 +253,21 @@ def test_startup_script_uses_every_gpu():
         assert script.startswith("#!/bin/bash\nset -euo pipefail\n")
         check = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
         assert check.returncode == 0, check.stderr
+
+
+def test_cost_budget_only_with_a_billing_account(gcp_blueprints, gcp_source, spot):
+    from relaytrain.gcp.mocks import run_program
+    from relaytrain.gcp.program import GcpConfig, build
+
+    assert not of(spot, "gcp:billing/budget:Budget")  # no billing account configured: no budget
+    bp = gcp_blueprints["gcp-gpu-spot"]
+    graph = run_program(lambda: build(bp, GcpConfig(project="p", source=gcp_source,
+                                                    billing_account="000000-AAAAAA-111111")) and None)
+    budget = one(graph, "gcp:billing/budget:Budget")
+    assert budget.parent_type == "relaytrain:gcp:CostBudget"
+    b = budget.inputs
+    assert b["billingAccount"] == "000000-AAAAAA-111111"
+    assert b["amount"]["specifiedAmount"] == {"currencyCode": "USD", "units": "20", "nanos": 0}
+    assert b["budgetFilter"]["labels"] == {"relaytrain-blueprint": "gcp-gpu-spot"}
+    assert [(r["thresholdPercent"], r.get("spendBasis", "CURRENT_SPEND")) for r in b["thresholdRules"]] == [
+        (0.5, "CURRENT_SPEND"), (0.9, "CURRENT_SPEND"), (1, "CURRENT_SPEND"), (1, "FORECASTED_SPEND")]

@@ -13,6 +13,7 @@ maps a blueprint onto these.
 | `Orchestration` | a Cloud Workflows workflow driving shard rounds; the only invoker |
 | `TrainingNetwork` | a VPC with Private Google Access and Cloud NAT for nodes without external IPs |
 | `GpuTrainingNode` | GCE GPU instance(s) running `relaytrain-runtime node` |
+| `CostBudget` | a Cloud Billing budget over the run's labelled resources, alerting at 50/90/100 % |
 """
 
 from __future__ import annotations
@@ -362,3 +363,24 @@ class GpuTrainingNode(pulumi.ComponentResource):
             self.instances.append(instance)
         self.register_outputs({"instances": [i.name for i in self.instances],
                                "service_account": self.service_account.email})
+
+
+class CostBudget(pulumi.ComponentResource):
+    """A Cloud Billing budget for one run: the spend of resources carrying `labels` (one key, value
+    pair, e.g. relaytrain-blueprint), with alerts to the billing account's admins at 50 %, 90 % and
+    100 % of actual spend and at 100 % of forecast spend. It alerts; it stops nothing (the run's
+    own accrued-cost check does that)."""
+
+    def __init__(self, name: str, *, billing_account: str, amount_usd: float, labels: dict[str, str],
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("relaytrain:gcp:CostBudget", name, None, opts)
+        units = int(amount_usd)
+        self.budget = gcp.billing.Budget(
+            f"{name}-budget", billing_account=billing_account, display_name=resource_name(name)[:60],
+            budget_filter=gcp.billing.BudgetBudgetFilterArgs(labels=clean_labels(labels), credit_types_treatment="INCLUDE_ALL_CREDITS"),
+            amount=gcp.billing.BudgetAmountArgs(specified_amount=gcp.billing.BudgetAmountSpecifiedAmountArgs(
+                currency_code="USD", units=str(units), nanos=round((amount_usd - units) * 1e9))),
+            threshold_rules=[gcp.billing.BudgetThresholdRuleArgs(threshold_percent=p) for p in (0.5, 0.9, 1.0)]
+            + [gcp.billing.BudgetThresholdRuleArgs(threshold_percent=1.0, spend_basis="FORECASTED_SPEND")],
+            opts=pulumi.ResourceOptions(parent=self))
+        self.register_outputs({"budget": self.budget.name})

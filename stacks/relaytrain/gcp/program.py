@@ -38,6 +38,7 @@ class GcpConfig:
     project: str = ""
     region: str = ""  # gcp:region; the blueprint's region wins when only it is set
     force_destroy: bool = False  # let `pulumi destroy` delete a bucket that still holds objects
+    billing_account: str = ""  # relaytrain:billingAccount: with budget_usd, a Cloud Billing budget alert
     source: SourceArchive | None = field(default=None, compare=False)  # prebuilt archive (tests)
 
 
@@ -54,6 +55,7 @@ class Deployment:
     orchestration: c.Orchestration | None = None
     network: c.TrainingNetwork | None = None
     node: c.GpuTrainingNode | None = None
+    budget: c.CostBudget | None = None
 
 
 def accelerator_of(machine_type: str, accelerator_type: str, accelerator_count: int) -> tuple[str, int]:
@@ -108,6 +110,9 @@ def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
         out.shards, out.orchestration = _function_shards(bp, config, region, bucket, store_url, source, labels)
     else:
         out.network, out.node = _gpu_node(bp, region, bucket, store_url, source, labels)
+    if bp.budget_usd is not None and config.billing_account:
+        out.budget = c.CostBudget(f"{bp.name}-cost", billing_account=config.billing_account,
+                                  amount_usd=bp.budget_usd, labels={"relaytrain-blueprint": bp.name})
     return out
 
 
