@@ -2,6 +2,7 @@
 
 import hashlib
 import shutil
+import subprocess
 import zipfile
 
 import pytest
@@ -41,15 +42,21 @@ def multinode(gcp_graph, gcp_blueprints):
     return gcp_graph(gcp_blueprints["gcp-gpu-multinode"])
 
 
-def test_dataset_bucket_secure_defaults(shards):
+def test_dataset_bucket_secure_defaults(shards, spot):
     b = one(shards, BUCKET).inputs
     assert b["uniformBucketLevelAccess"] is True and b["publicAccessPrevention"] == "enforced"
     assert b["versioning"] == {"enabled": True} and b["forceDestroy"] is False
-    rules = {r["condition"].get("withState") or r["condition"]["matchesPrefixes"][0]: r for r in b["lifecycleRules"]}
-    assert rules["ARCHIVED"]["condition"]["daysSinceNoncurrentTime"] == 7  # old checkpoint versions expire
-    assert rules["rounds/"]["action"]["type"] == "Delete"
+    assert b["softDeletePolicy"] == {"retentionDurationSeconds": 0}  # versioning is the recovery window
+    rules = [(r["condition"], r["action"]["type"]) for r in b["lifecycleRules"]]
+    exchange = ["runs/gcp-tiny-shards/rounds/"]  # where the run's store keeps round exchange objects
+    assert rules == [
+        ({"daysSinceNoncurrentTime": 7, "withState": "ARCHIVED"}, "Delete"),  # pruned checkpoints
+        ({"daysSinceNoncurrentTime": 1, "matchesPrefixes": exchange, "withState": "ARCHIVED"}, "Delete"),
+        ({"age": 2, "matchesPrefixes": exchange}, "Delete"),  # leftovers of a crashed round
+    ]
     assert b["labels"] == {"relaytrain-blueprint": "gcp-tiny-shards", "relaytrain-component": "dataset",
                            "relaytrain-topology": "function-shards", "team": "research"}
+    assert len(one(spot, BUCKET).inputs["lifecycleRules"]) == 1  # no exchange on a GPU node
 
 
 def test_existing_bucket_is_used_not_created(multinode):
@@ -83,7 +90,8 @@ def test_handler_answers_before_the_workflow_call_times_out(gcp_graph, gcp_bluep
     import yaml
 
     wf = yaml.safe_load(one(graph, WORKFLOW).inputs["sourceContents"])
-    call = wf["main"]["steps"][1]["run_shards"]["parallel"]["for"]["steps"][0]["call_shard"]["try"]["args"]
+    (run_shards,) = [s["run_shards"] for s in wf["main"]["steps"] if "run_shards" in s]
+    call = run_shards["parallel"]["for"]["steps"][0]["call_shard"]["try"]["args"]
     assert handler < call["timeout"] <= 1800  # Workflows caps an HTTP call at 1,800 s
 
 
@@ -145,7 +153,8 @@ def test_workflow_targets_the_deployed_function_and_store(shards):
     wf = yaml.safe_load(one(shards, WORKFLOW).inputs["sourceContents"])
     text = one(shards, WORKFLOW).inputs["sourceContents"]
     assert "None" not in text and "&id" not in text  # every computed output resolved, no YAML anchors
-    call = wf["main"]["steps"][1]["run_shards"]["parallel"]["for"]["steps"][0]["call_shard"]["try"]
+    (run_shards,) = [s["run_shards"] for s in wf["main"]["steps"] if "run_shards" in s]
+    call = run_shards["parallel"]["for"]["steps"][0]["call_shard"]["try"]
     assert call["args"]["url"] == "https://gcp-tiny-shards-shards-mock.a.run.app"
     assert call["args"]["auth"] == {"type": "OIDC"}
     assert "gs://gcp-tiny-shards-data-bucket-0000000/runs/gcp-tiny-shards" in wf["main"]["steps"][0]["init"]["assign"][0]["store"]
@@ -229,3 +238,36 @@ def test_function_built_by_its_own_account_into_its_own_repository(shards):
                     if r.inputs.get("member") == f"serviceAccount:{email}")
     assert grants == [("BucketIAMMember", "roles/storage.objectViewer"), ("IAMMember", "roles/logging.logWriter"),
                       ("RepositoryIamMember", "roles/artifactregistry.writer")]
+
+
+def test_startup_script_uses_every_gpu():
+    from relaytrain.gcp.components import startup_script
+
+    one = startup_script(checkpoint_every_s=60, nodes=1, gpus_per_node=1)
+    assert "torchrun" not in one and "$VENV/bin/python -m relaytrain_runtime node" in one
+    four = startup_script(checkpoint_every_s=60, nodes=1, gpus_per_node=4)
+    assert "torchrun --standalone --nproc-per-node gpu -m relaytrain_runtime node" in four
+    multi = startup_script(checkpoint_every_s=60, nodes=3, gpus_per_node=2)
+    assert "torchrun --nnodes 3 --nproc-per-node gpu --node-rank \"$RANK\" --master-addr \"$MASTER\"" in multi
+    for script in (one, four, multi, startup_script(checkpoint_every_s=60, nodes=2, init_args=["--preset", "a b"])):
+        assert script.startswith("#!/bin/bash\nset -euo pipefail\n")
+        check = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+
+
+def test_cost_budget_only_with_a_billing_account(gcp_blueprints, gcp_source, spot):
+    from relaytrain.gcp.mocks import run_program
+    from relaytrain.gcp.program import GcpConfig, build
+
+    assert not of(spot, "gcp:billing/budget:Budget")  # no billing account configured: no budget
+    bp = gcp_blueprints["gcp-gpu-spot"]
+    graph = run_program(lambda: build(bp, GcpConfig(project="p", source=gcp_source,
+                                                    billing_account="000000-AAAAAA-111111")) and None)
+    budget = one(graph, "gcp:billing/budget:Budget")
+    assert budget.parent_type == "relaytrain:gcp:CostBudget"
+    b = budget.inputs
+    assert b["billingAccount"] == "000000-AAAAAA-111111"
+    assert b["amount"]["specifiedAmount"] == {"currencyCode": "USD", "units": "20", "nanos": 0}
+    assert b["budgetFilter"]["labels"] == {"relaytrain-blueprint": "gcp-gpu-spot"}
+    assert [(r["thresholdPercent"], r.get("spendBasis", "CURRENT_SPEND")) for r in b["thresholdRules"]] == [
+        (0.5, "CURRENT_SPEND"), (0.9, "CURRENT_SPEND"), (1, "CURRENT_SPEND"), (1, "FORECASTED_SPEND")]

@@ -23,4 +23,5 @@ path = pathlib.Path(config.require("blueprint"))
 if not path.is_absolute():
     path = STACKS.parent / path  # blueprint paths are relative to the repository root
 export(build(load(path), GcpConfig(project=gcp_config.get("project") or "", region=gcp_config.get("region") or "",
-                                   force_destroy=config.get_bool("forceDestroy") or False)))
+                                   force_destroy=config.get_bool("forceDestroy") or False,
+                                   billing_account=config.get("billingAccount") or "")))

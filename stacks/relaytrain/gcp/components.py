@@ -13,6 +13,7 @@ maps a blueprint onto these.
 | `Orchestration` | a Cloud Workflows workflow driving shard rounds; the only invoker |
 | `TrainingNetwork` | a VPC with Private Google Access and Cloud NAT for nodes without external IPs |
 | `GpuTrainingNode` | GCE GPU instance(s) running `relaytrain-runtime node` |
+| `CostBudget` | a Cloud Billing budget over the run's labelled resources, alerting at 50/90/100 % |
 """
 
 from __future__ import annotations
@@ -64,33 +65,38 @@ class DatasetBucket(pulumi.ComponentResource):
     """The run's bucket: uniform access, public access prevention, versioning, lifecycle, labels.
 
     Checkpoints are pruned by the runtime (`keep_last`); versioning keeps overwritten or deleted
-    objects recoverable for `noncurrent_days`, after which the lifecycle deletes them. Round
-    exchange objects left behind by a crashed round expire after `exchange_days`.
+    objects recoverable for `noncurrent_days`, after which the lifecycle deletes them. Soft delete
+    is off: versioning already gives that window, and soft delete would bill every pruned
+    checkpoint for another week. Round exchange objects (`exchange_prefixes`, e.g.
+    `runs/NAME/rounds/`) are swept by the runtime every round: their noncurrent versions go after
+    one day, and live leftovers of a crashed round after `exchange_days`.
     """
 
     def __init__(self, name: str, *, location: str, labels: dict[str, str], noncurrent_days: int = 7,
-                 exchange_days: int = 2, force_destroy: bool = False, opts: pulumi.ResourceOptions | None = None):
+                 exchange_prefixes: list[str] = (), exchange_days: int = 2, force_destroy: bool = False,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("relaytrain:gcp:DatasetBucket", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+
+        def delete(**condition) -> gcp.storage.BucketLifecycleRuleArgs:
+            return gcp.storage.BucketLifecycleRuleArgs(
+                action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                condition=gcp.storage.BucketLifecycleRuleConditionArgs(**condition))
+
+        rules = [delete(days_since_noncurrent_time=noncurrent_days, with_state="ARCHIVED")]
+        if exchange_prefixes:
+            rules += [delete(days_since_noncurrent_time=1, with_state="ARCHIVED", matches_prefixes=list(exchange_prefixes)),
+                      delete(age=exchange_days, matches_prefixes=list(exchange_prefixes))]
         self.bucket = gcp.storage.Bucket(
             f"{name}-bucket",
             location=location.upper(),
             uniform_bucket_level_access=True,
             public_access_prevention="enforced",
             versioning=gcp.storage.BucketVersioningArgs(enabled=True),
+            soft_delete_policy=gcp.storage.BucketSoftDeletePolicyArgs(retention_duration_seconds=0),
             force_destroy=force_destroy,
             labels=clean_labels(labels),
-            lifecycle_rules=[
-                gcp.storage.BucketLifecycleRuleArgs(
-                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(days_since_noncurrent_time=noncurrent_days,
-                                                                          with_state="ARCHIVED"),
-                ),
-                gcp.storage.BucketLifecycleRuleArgs(
-                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=exchange_days, matches_prefixes=["rounds/"]),
-                ),
-            ],
+            lifecycle_rules=rules,
             opts=child,
         )
         self.name = self.bucket.name
@@ -185,11 +191,16 @@ class FunctionShards(pulumi.ComponentResource):
 
 
 class Orchestration(pulumi.ComponentResource):
-    """A Cloud Workflows workflow driving rounds over `shards`; its service account alone may invoke."""
+    """A Cloud Workflows workflow driving rounds over `shards`; its service account alone may invoke.
+
+    `spec` and `functions` (the blueprint's training: and functions: sections) ride along in the
+    shard events, so the first round initialises the run in the store: no separate init step.
+    """
 
     def __init__(self, name: str, *, shards: FunctionShards, region: str, store_url: pulumi.Input[str],
                  shard_count: int, call_timeout_s: int, max_rounds: int, budget_usd: float | None,
-                 labels: dict[str, str], opts: pulumi.ResourceOptions | None = None):
+                 labels: dict[str, str], spec: dict | None = None, functions: dict | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("relaytrain:gcp:Orchestration", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.service_account = gcp.serviceaccount.Account(
@@ -203,7 +214,7 @@ class Orchestration(pulumi.ComponentResource):
             url, store = values
             return wf.to_yaml(wf.definition(wf.RoundPlan(
                 function_url=url, store_url=store, shards=shard_count, call_timeout_s=call_timeout_s,
-                max_rounds=max_rounds, budget_usd=budget_usd)))
+                max_rounds=max_rounds, budget_usd=budget_usd, spec=spec, functions=functions)))
 
         self.definition = pulumi.Output.all(shards.url, store_url).apply(render)
         self.workflow = gcp.workflows.Workflow(
@@ -242,7 +253,7 @@ class TrainingNetwork(pulumi.ComponentResource):
         self.register_outputs({"network": self.network.id, "subnetwork": self.subnetwork.id})
 
 
-def startup_script(*, checkpoint_every_s: int, nodes: int, init_args: list[str] = ()) -> str:
+def startup_script(*, checkpoint_every_s: int, nodes: int, gpus_per_node: int = 1, init_args: list[str] = ()) -> str:
     """Boot script: fetch the runtime archive, install it with CUDA torch in a venv, write the
     run spec (`relaytrain-runtime init INIT_ARGS`, idempotent for an identical spec), train.
 
@@ -250,10 +261,12 @@ def startup_script(*, checkpoint_every_s: int, nodes: int, init_args: list[str] 
     The store URL, archive URL and node rank come from instance metadata.
     """
     node = f"node --store \"$STORE\" --checkpoint-every {int(checkpoint_every_s)} --poweroff-when-done"
-    launch = f"$VENV/bin/python -m relaytrain_runtime {node}"
-    if nodes > 1:
+    launch = f"$VENV/bin/python -m relaytrain_runtime {node}"  # one GPU: one process
+    if nodes > 1:  # one DDP job across the nodes, one process per GPU
         launch = ("$VENV/bin/torchrun --nnodes " + str(nodes) + " --nproc-per-node gpu --node-rank \"$RANK\" "
                   "--master-addr \"$MASTER\" --master-port 29500 -m relaytrain_runtime " + node)
+    elif gpus_per_node > 1:
+        launch = f"$VENV/bin/torchrun --standalone --nproc-per-node gpu -m relaytrain_runtime {node}"
     lines = [
         "#!/bin/bash",
         "set -euo pipefail",
@@ -313,7 +326,8 @@ class GpuTrainingNode(pulumi.ComponentResource):
         else:
             scheduling = gcp.compute.InstanceSchedulingArgs(
                 provisioning_model="STANDARD", automatic_restart=True, on_host_maintenance="TERMINATE")
-        script = startup_script(checkpoint_every_s=checkpoint_every_s, nodes=nodes, init_args=list(init_args))
+        script = startup_script(checkpoint_every_s=checkpoint_every_s, nodes=nodes,
+                                gpus_per_node=accelerator_count, init_args=list(init_args))
         self.instances: list[gcp.compute.Instance] = []
         master: pulumi.Input[str] = "localhost"
         for rank in range(nodes):
@@ -349,3 +363,24 @@ class GpuTrainingNode(pulumi.ComponentResource):
             self.instances.append(instance)
         self.register_outputs({"instances": [i.name for i in self.instances],
                                "service_account": self.service_account.email})
+
+
+class CostBudget(pulumi.ComponentResource):
+    """A Cloud Billing budget for one run: the spend of resources carrying `labels` (one key, value
+    pair, e.g. relaytrain-blueprint), with alerts to the billing account's admins at 50 %, 90 % and
+    100 % of actual spend and at 100 % of forecast spend. It alerts; it stops nothing (the run's
+    own accrued-cost check does that)."""
+
+    def __init__(self, name: str, *, billing_account: str, amount_usd: float, labels: dict[str, str],
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("relaytrain:gcp:CostBudget", name, None, opts)
+        units = int(amount_usd)
+        self.budget = gcp.billing.Budget(
+            f"{name}-budget", billing_account=billing_account, display_name=resource_name(name)[:60],
+            budget_filter=gcp.billing.BudgetBudgetFilterArgs(labels=clean_labels(labels), credit_types_treatment="INCLUDE_ALL_CREDITS"),
+            amount=gcp.billing.BudgetAmountArgs(specified_amount=gcp.billing.BudgetAmountSpecifiedAmountArgs(
+                currency_code="USD", units=str(units), nanos=round((amount_usd - units) * 1e9))),
+            threshold_rules=[gcp.billing.BudgetThresholdRuleArgs(threshold_percent=p) for p in (0.5, 0.9, 1.0)]
+            + [gcp.billing.BudgetThresholdRuleArgs(threshold_percent=1.0, spend_basis="FORECASTED_SPEND")],
+            opts=pulumi.ResourceOptions(parent=self))
+        self.register_outputs({"budget": self.budget.name})

@@ -1,8 +1,8 @@
 """Run a generated Cloud Workflows definition on this machine, step by step.
 
 A small interpreter for the subset of the Workflows language that `relaytrain.gcp.workflow`
-generates: `assign`, `parallel` `for` over a `range`, `call: http.post` inside `try` with a
-`retry` policy, `switch` with `return` / `raise` / `next`, subworkflows (the retry predicate), and `${...}` expressions over
+generates: `assign`, `parallel` `for` over a `range` (with `shared` variables), jumps (`next`), `call: http.post` inside `try` with a
+`retry` policy, `switch` with `return` / `raise` / `next` / `steps`, subworkflows (the retry predicate), and `${...}` expressions over
 variables, `default`, `map.get`, `string`, `in`, arithmetic and comparisons. It lets the tests
 (and a user without a cloud account) drive the real handler over HTTP through exactly the steps
 the deployed workflow takes. Expressions come only from our own generator.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -53,6 +54,20 @@ def _wrap(value):
     return value
 
 
+class _Branch(dict):
+    """A parallel branch's variables: a copy of the parent's, except `shared` ones write through."""
+
+    def __init__(self, parent: dict, shared: set, lock: threading.Lock):
+        super().__init__(parent)
+        self.parent, self.shared, self.lock = parent, shared, lock
+
+    def __setitem__(self, key, value):
+        if key in self.shared:
+            with self.lock:
+                self.parent[key] = value
+        super().__setitem__(key, value)
+
+
 class _Map:
     @staticmethod
     def get(m, key):
@@ -62,14 +77,20 @@ class _Map:
 class _Http:
     @staticmethod
     def default_retry_predicate(e) -> bool:
-        return bool({"ConnectionError", "TimeoutError"} & set(e["tags"])) or e.get("code") in TRANSIENT
+        return bool({"ConnectionError", "ConnectionFailedError", "TimeoutError"} & set(e["tags"])) \
+            or e.get("code") in TRANSIENT
 
 
 def error_map(err: Exception) -> dict:
     """An exception as Workflows presents it to `except` and retry predicates."""
     if isinstance(err, HttpError):
         return {"code": err.code, "tags": ["HttpError"], "message": str(err), "body": err.body}
-    tag = "TimeoutError" if isinstance(err, TimeoutError) else "ConnectionError"
+    if isinstance(err, TimeoutError):
+        tag = "TimeoutError"
+    elif isinstance(err, ConnectionRefusedError):
+        tag = "ConnectionFailedError"  # the connection was never established
+    else:
+        tag = "ConnectionError"
     return {"tags": [tag], "message": str(err)}
 
 
@@ -108,8 +129,8 @@ def http_post(url: str, body: dict, timeout: float, headers: dict | None = None)
         except ValueError:
             return exc.code, raw.decode(errors="replace")
     except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            raise TimeoutError(str(exc.reason)) from exc
+        if isinstance(exc.reason, (TimeoutError, ConnectionError)):
+            raise exc.reason from exc
         raise ConnectionError(str(exc.reason)) from exc
 
 
@@ -164,7 +185,10 @@ class Interpreter:
             for case in body["switch"]:
                 if evaluate(case["condition"], scope):
                     return self._step({k: v for k, v in case.items() if k != "condition"}, scope)
-            return "continue", None
+        elif "steps" in body:
+            value = self._steps(body["steps"], scope)
+            if value is not None:
+                return "return", value
         if "raise" in body:
             raise WorkflowError(evaluate(body["raise"], scope))
         if "return" in body:
@@ -177,8 +201,10 @@ class Interpreter:
         loop = spec["for"]
         lo, hi = (evaluate(x, scope) for x in loop["range"])
 
+        shared, lock = set(spec.get("shared", [])), threading.Lock()
+
         def branch(k: int) -> None:
-            local = dict(scope)  # variables assigned in a branch stay in it
+            local = _Branch(scope, shared, lock)  # variables assigned in a branch stay in it, unless shared
             local[loop["value"]] = k
             self._steps(loop["steps"], local)
 
@@ -207,8 +233,10 @@ class Interpreter:
         self.calls.append((url, args["body"]))
         try:
             code, payload = self.post(url, json.loads(json.dumps(args["body"])), float(args.get("timeout", 300)))
-        except OSError as exc:  # socket timeouts and refused connections
-            raise (TimeoutError if isinstance(exc, TimeoutError) else ConnectionError)(str(exc)) from exc
+        except (TimeoutError, ConnectionError):
+            raise
+        except OSError as exc:  # other socket failures
+            raise ConnectionError(str(exc)) from exc
         if not 200 <= code < 300:
             raise HttpError(code, payload)
         if "result" in body:

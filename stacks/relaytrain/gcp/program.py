@@ -24,6 +24,7 @@ DEFAULT_MACHINE_TYPE = limits.DEFAULT_INSTANCE["gcp"]
 DEFAULT_ACCELERATOR = "nvidia-tesla-v100"  # attached to n1 machine types unless the blueprint names one
 HANDLER_MARGIN_S = 60  # the handler answers this long before the workflow's HTTP call gives up
 SUPPORTED = ("function-shards", "gpu-node")
+RUN_PREFIX = "runs/"  # every run's store is gs://BUCKET/runs/NAME (as on AWS: s3://BUCKET/runs/NAME)
 
 
 class GcpProgramError(RelayError):
@@ -37,6 +38,7 @@ class GcpConfig:
     project: str = ""
     region: str = ""  # gcp:region; the blueprint's region wins when only it is set
     force_destroy: bool = False  # let `pulumi destroy` delete a bucket that still holds objects
+    billing_account: str = ""  # relaytrain:billingAccount: with budget_usd, a Cloud Billing budget alert
     source: SourceArchive | None = field(default=None, compare=False)  # prebuilt archive (tests)
 
 
@@ -53,6 +55,7 @@ class Deployment:
     orchestration: c.Orchestration | None = None
     network: c.TrainingNetwork | None = None
     node: c.GpuTrainingNode | None = None
+    budget: c.CostBudget | None = None
 
 
 def accelerator_of(machine_type: str, accelerator_type: str, accelerator_count: int) -> tuple[str, int]:
@@ -93,10 +96,11 @@ def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
     if bp.dataset.bucket:
         bucket: pulumi.Output = pulumi.Output.from_input(bp.dataset.bucket)
     else:
+        exchange = [f"{RUN_PREFIX}{bp.name}/rounds/"] if bp.topology == "function-shards" else []
         dataset = c.DatasetBucket(f"{bp.name}-data", location=region, force_destroy=config.force_destroy,
-                                  labels={**labels, "relaytrain-component": "dataset"})
+                                  exchange_prefixes=exchange, labels={**labels, "relaytrain-component": "dataset"})
         bucket = dataset.name
-    store_url = pulumi.Output.concat("gs://", bucket, f"/runs/{bp.name}")
+    store_url = pulumi.Output.concat("gs://", bucket, f"/{RUN_PREFIX}{bp.name}")
     init_command = store_url.apply(lambda url: shlex.join(
         ["relaytrain-runtime", "init", "--store", url] + spec_args(bp)))
     out = Deployment(region=region, store_url=store_url, bucket=bucket, init_command=init_command, dataset=dataset)
@@ -106,6 +110,9 @@ def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
         out.shards, out.orchestration = _function_shards(bp, config, region, bucket, store_url, source, labels)
     else:
         out.network, out.node = _gpu_node(bp, region, bucket, store_url, source, labels)
+    if bp.budget_usd is not None and config.billing_account:
+        out.budget = c.CostBudget(f"{bp.name}-cost", billing_account=config.billing_account,
+                                  amount_usd=bp.budget_usd, labels={"relaytrain-blueprint": bp.name})
     return out
 
 
@@ -126,6 +133,7 @@ def _function_shards(bp: Blueprint, config: GcpConfig, region: str, bucket, stor
         f"{bp.name}-rounds", shards=shards, region=region, store_url=store_url, shard_count=fs.shards,
         call_timeout_s=handler_timeout + HANDLER_MARGIN_S,
         max_rounds=wf.max_rounds(bp.training.steps, fs.sync, fs.local_steps), budget_usd=bp.budget_usd,
+        spec=bp.training.model_dump(), functions=fs.model_dump(),
         labels={**labels, "relaytrain-component": "orchestration"})
     return shards, rounds
 

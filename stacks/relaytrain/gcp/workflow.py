@@ -1,13 +1,22 @@
 """The Cloud Workflows definition that drives function-shards rounds, generated from data.
 
-One round: every shard in parallel (`{"op": "shard", "store", "round", "shard", "shards"}`,
-authenticated OIDC calls), then `{"op": "reduce", "store", "round", "shards"}`, then a check of
-`done` and of the accrued `cost_usd` against the budget; then the next round. Transient HTTP
-errors (429, 500, 502, 503, 504, connection failures, timeouts) are retried with exponential
-backoff; a bad event (HTTP 400 with `{"error": ...}`) stops the execution with that error.
+The protocol is the shards runtime's (`relaytrain_runtime.shards.entry`), the same one the local
+runner (`relaytrain.localrun.shards`) follows. One round:
 
-The definition is a plain dict serialised with PyYAML (never string-pasted); `tests/` runs the
-same dict with a local interpreter against the real handler.
+1. every shard in parallel: `{"op": "shard", "store", "round", "shard", "shards", "spec",
+   "functions"}` (OIDC-authenticated; `spec` and `functions` initialise the run on first use,
+   identical ones are no-ops). A shard answers `ok`, or `stale` / `done` with the run's
+   `current_round` when that round was already committed (a resumed or raced orchestrator);
+2. unless a shard said `stale`/`done`: `{"op": "reduce", "store", "round"}`, which answers
+   `committed` (with `done`, `cost_usd`, `next_round`), `stale`/`done`/`lost_race` (with
+   `current_round`), or `missing` (a shard object is gone: the round runs again);
+3. return on `done`, or when the accrued `cost_usd` reaches the budget; else continue at the
+   run's `current_round`. A safety stop raises after `max_rounds` passes.
+
+Transient HTTP errors (429, 500, 502, 503, 504, connection failures, timeouts) are retried with
+exponential backoff; a bad event (HTTP 400 with `{"error": ...}`) stops the execution with that
+error. The definition is a plain dict serialised with PyYAML (never string-pasted); the tests run
+the same dict with a local interpreter against the real handler.
 """
 
 from __future__ import annotations
@@ -31,7 +40,8 @@ RETRY_TRANSIENT = {  # the retry predicate, a subworkflow: true for transient HT
     "params": ["e"],
     "steps": [
         {"check": {"switch": [
-            {"condition": '${"ConnectionError" in e.tags}', "return": True},
+            {"condition": '${"ConnectionError" in e.tags}', "return": True},  # connection broken
+            {"condition": '${"ConnectionFailedError" in e.tags}', "return": True},  # never established
             {"condition": '${"TimeoutError" in e.tags}', "return": True},
             {"condition": f'${{default(map.get(e, "code"), 0) in {TRANSIENT_CODES}}}', "return": True},
         ]}},
@@ -50,6 +60,8 @@ class RoundPlan:
     call_timeout_s: int
     max_rounds: int
     budget_usd: float | None = None
+    spec: dict | None = None  # the blueprint's training: section (initialises the run on first use)
+    functions: dict | None = None  # the blueprint's functions: section
 
 
 def max_rounds(steps: int, sync: str, local_steps: int) -> int:
@@ -69,8 +81,9 @@ def _post(body: dict, plan: RoundPlan, result: str) -> dict:
     }
 
 
-def _raise_on_error(result: str) -> dict:
-    return {"switch": [{"condition": f'${{"error" in {result}.body}}', "raise": f"${{{result}.body.error}}"}]}
+def _field(var: str, key: str, default: str) -> str:
+    """The expression for `var[key]`, or `default` when the answer has no such key."""
+    return f'default(map.get({var}, "{key}"), {default})'
 
 
 def definition(plan: RoundPlan) -> dict:
@@ -78,30 +91,45 @@ def definition(plan: RoundPlan) -> dict:
     if plan.call_timeout_s > MAX_CALL_TIMEOUT_S:
         raise ValueError(f"call_timeout_s {plan.call_timeout_s} exceeds the Workflows HTTP limit {MAX_CALL_TIMEOUT_S}")
     shard_body = {"op": "shard", "store": "${store}", "round": "${round}", "shard": "${shard}", "shards": "${shards}"}
-    reduce_body = {"op": "reduce", "store": "${store}", "round": "${round}", "shards": "${shards}"}
+    if plan.spec is not None:
+        shard_body["spec"] = "${spec}"
+    if plan.functions is not None:
+        shard_body["functions"] = "${functions}"
+    init = [
+        {"store": f'${{default(map.get(args, "store"), "{plan.store_url}")}}'},
+        {"round": '${default(map.get(args, "round"), 0)}'},
+        {"max_rounds": f'${{default(map.get(args, "max_rounds"), {plan.max_rounds})}}'},
+        {"passes": 0},
+        {"shards": plan.shards},
+    ]
+    init += [{"spec": plan.spec}] if plan.spec is not None else []
+    init += [{"functions": plan.functions}] if plan.functions is not None else []
+    init += [{"budget_usd": plan.budget_usd}] if plan.budget_usd is not None else []
+    decide = [{"condition": f'${{{_field("outcome", "done", "false")}}}',
+               "return": {"status": "done", "round": "${round}", "result": "${outcome}"}}]
+    if plan.budget_usd is not None:
+        decide.append({"condition": f'${{{_field("outcome", "cost_usd", "0")} >= budget_usd}}',
+                       "return": {"status": "budget_exhausted", "round": "${round}", "result": "${outcome}"}})
     steps = [
-        {"init": {"assign": [
-            {"store": f'${{default(map.get(args, "store"), "{plan.store_url}")}}'},
-            {"round": '${default(map.get(args, "round"), 0)}'},
-            {"max_rounds": f'${{default(map.get(args, "max_rounds"), {plan.max_rounds})}}'},
-            {"shards": plan.shards},
-        ] + ([{"budget_usd": plan.budget_usd}] if plan.budget_usd is not None else [])}},
-        {"run_shards": {"parallel": {"for": {"value": "shard", "range": [0, plan.shards - 1], "steps": [
-            {"call_shard": _post(shard_body, plan, "shard_result")},
-            {"check_shard": _raise_on_error("shard_result")},
-        ]}}}},
-        {"reduce": _post(reduce_body, plan, "reduce_result")},
-        {"check_reduce": _raise_on_error("reduce_result")},
-        {"decide": {"switch": [
-            {"condition": "${reduce_result.body.done}",
-             "return": {"status": "done", "round": "${round}", "result": "${reduce_result.body}"}},
-        ] + ([{"condition": "${reduce_result.body.cost_usd >= budget_usd}",
-               "return": {"status": "budget_exhausted", "round": "${round}", "result": "${reduce_result.body}"}}]
-             if plan.budget_usd is not None else []) + [
-            {"condition": "${round + 1 >= max_rounds}",
-             "raise": {"code": "max_rounds", "message": "${\"no done after \" + string(max_rounds) + \" rounds\"}"}},
-        ]}},
-        {"next_round": {"assign": [{"round": "${round + 1}"}], "next": "run_shards"}},
+        {"init": {"assign": init}},
+        {"new_round": {"assign": [{"skipped": None}]}},
+        {"run_shards": {"parallel": {"shared": ["skipped"], "for": {
+            "value": "shard", "range": [0, plan.shards - 1], "steps": [
+                {"call_shard": _post(shard_body, plan, "shard_result")},
+                {"check_shard": {"switch": [{"condition": '${shard_result.body.status != "ok"}',
+                                             "steps": [{"mark_skipped": {"assign": [
+                                                 {"skipped": "${shard_result.body}"}]}}]}]}},
+            ]}}}},
+        {"after_shards": {"switch": [{"condition": "${skipped != null}", "next": "take_skipped"}]}},
+        {"reduce": _post({"op": "reduce", "store": "${store}", "round": "${round}"}, plan, "reduce_result")},
+        {"take_reduced": {"assign": [{"outcome": "${reduce_result.body}"}], "next": "decide"}},
+        {"take_skipped": {"assign": [{"outcome": "${skipped}"}]}},
+        {"decide": {"switch": decide}},
+        {"advance": {"assign": [{"round": f'${{{_field("outcome", "current_round", "round")}}}'},
+                                {"passes": "${passes + 1}"}]}},
+        {"guard": {"switch": [{"condition": "${passes >= max_rounds}", "raise": {
+            "code": "max_rounds", "message": '${"no done after " + string(passes) + " rounds"}'}}]}},
+        {"loop": {"next": "new_round"}},
     ]
     return {"main": {"params": ["args"], "steps": steps}, "retry_transient": RETRY_TRANSIENT}
 
