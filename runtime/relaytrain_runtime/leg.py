@@ -159,11 +159,13 @@ def _exp(x: float) -> float:
 
 
 def deadline_from(max_seconds: float | None) -> float | None:
+    """The absolute deadline of a time box of `max_seconds` counted from this process's start, like a
+    function's timeout: the interpreter's and imports' seconds are inside the box."""
     if max_seconds is None:
         return None
     if max_seconds <= 0:
         raise RelayError(f"--max-seconds must be > 0, got {max_seconds}")
-    return time.time() + max_seconds
+    return time.time() - process_age() + max_seconds
 
 
 def progress_printer(stream=sys.stderr):
