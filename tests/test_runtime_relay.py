@@ -36,7 +36,8 @@ def test_train_relays_legs_and_matches_one_leg(tiny_run, tmp_path):
 
 def test_a_leg_too_short_for_one_step_is_a_clear_error(tiny_run):
     url = tiny_run(steps=3)
-    proc = subprocess.run([sys.executable, "-m", "relaytrain_runtime", "train", "--store", url, "--leg-seconds", "0.01"],
+    proc = subprocess.run([sys.executable, "-m", "relaytrain_runtime", "train", "--store", url, "--leg-seconds", "0.01",
+                           "--max-retries", "0"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "use a larger --leg-seconds" in proc.stderr.strip().splitlines()[-1]
     assert "Traceback" not in proc.stderr

@@ -94,6 +94,7 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     # ---- train until the time box closes
     t_train = time.time()
     save_est = _save_estimate(run_spec, commit)
+    status["save_estimate_s"] = round(save_est, 3)
     step_times: list[float] = []
     step = step0
     while step < run_spec.steps and (max_steps is None or step - step0 < max_steps):
@@ -147,7 +148,6 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
                                 "perplexity": _exp(meta["val_loss"])}).encode())
     baton.prune(run_spec.keep_last)
     status["seconds"]["save"] = round(time.time() - t_save, 3)
-    status["save_estimate_s"] = round(save_est, 3)
     baton.write_leg_status(new["gen"], leg_id, status)
     return status
 
@@ -159,11 +159,13 @@ def _exp(x: float) -> float:
 
 
 def deadline_from(max_seconds: float | None) -> float | None:
+    """The absolute deadline of a time box of `max_seconds` counted from this process's start, like a
+    function's timeout: the interpreter's and imports' seconds are inside the box."""
     if max_seconds is None:
         return None
     if max_seconds <= 0:
         raise RelayError(f"--max-seconds must be > 0, got {max_seconds}")
-    return time.time() + max_seconds
+    return time.time() - process_age() + max_seconds
 
 
 def progress_printer(stream=sys.stderr):

@@ -125,18 +125,22 @@ def relay(store_url: str, spec: RunSpec | None = None, *, leg_seconds: float | N
                                  "see its output above; the run is intact in the store: resume with the same command")
             print(f"relaytrain: leg {leg_no} died (exit code {rc}); resuming from the store", file=stream, flush=True)
             continue
-        failures = 0
         if status["status"] == "done" and status["leg_steps"] == 0:
             break  # the run was already complete
+        if status["leg_steps"] == 0 and status["status"] == "ok":  # the time box closed before one step fit
+            failures += 1
+            if failures > max_retries:
+                progress.close()
+                raise RelayError(f"{failures} legs of {leg_seconds} s in a row could not fit one step plus a save "
+                                 f"(start {status['seconds']['start']:.1f} s, load {status['seconds']['load']:.1f} s, "
+                                 f"save estimate {status.get('save_estimate_s', 0):.1f} s); use a larger --leg-seconds")
+            continue
+        failures = 0
         status["wall_s"] = round(wall, 3)
         legs.append(status)
         progress.update(status["step"], leg_no, status["loss"])
         if status["done"]:
             break
-        if status["leg_steps"] == 0 and status["status"] == "ok":
-            progress.close()
-            raise RelayError(f"a leg of {leg_seconds} s cannot fit one step plus a save "
-                             f"(estimated save {status.get('save_estimate_s', '?')} s); use a larger --leg-seconds")
     progress.close()
     return finish(baton, run_spec, legs, time.time() - t_start, prep_s, stream)
 
