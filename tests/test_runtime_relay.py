@@ -50,3 +50,18 @@ def test_tiny_gpt_learns_below_the_unigram_baseline(tiny_run):
     status = run_leg(url)
     baseline = json.loads(open_store(url).read("data/manifest.json"))["unigram_entropy_nats"]
     assert status["done"] and status["val_loss"] < baseline - 0.5, (status["val_loss"], baseline)
+
+
+def test_progress_is_a_bar_on_a_tty_and_plain_lines_otherwise():
+    import io
+
+    from relaytrain_runtime.relay import Progress
+
+    tty, plain = io.StringIO(), io.StringIO()
+    bar, lines = Progress(100, tty, tty=True), Progress(100, plain, tty=False)
+    for step in range(1, 101):
+        bar.update(step, 1 + step // 40, 5.0 - step / 100)
+        lines.update(step, 1 + step // 40, 5.0 - step / 100)
+    bar.close()
+    assert tty.getvalue().count("\r[") == 100 and "step 100/100  leg 3" in tty.getvalue()
+    assert "\r" not in plain.getvalue() and len(plain.getvalue().splitlines()) == 11  # 0 %, 10 %, ... 100 %

@@ -16,7 +16,7 @@ import time
 
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.baton import Baton
-from relaytrain_runtime.data import ensure_dataset
+from relaytrain_runtime.data import dataset_store, ensure_dataset, read_manifest
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
 
@@ -145,8 +145,7 @@ def finish(baton: Baton, spec: RunSpec, legs: list[dict], total_s: float, prep_s
     """Print the per-leg table and the result; write the loss curve and a summary into the store."""
     commit = baton.latest(verify=True)
     state = baton.read_state(commit) if commit else {"metrics": {"train": [], "eval": []}}
-    manifest = json.loads(baton.store.read("data/manifest.json")) if spec.dataset == "stdlib" else {}
-    baseline = manifest.get("unigram_entropy_nats")
+    baseline = read_manifest(dataset_store(baton.store, spec)).get("unigram_entropy_nats")
     summary = {"store": baton.store.url, "preset": spec.preset, "steps": spec.steps,
                "step": commit["step"] if commit else 0, "done": bool(commit and commit["done"]),
                "train_loss": commit["loss"] if commit else None, "val_loss": state.get("val_loss"),
