@@ -29,7 +29,8 @@ from relaytrain_runtime.store.base import NotFound, Store, StoreError, check_key
 from relaytrain_runtime.store.s3 import fill_in_parallel
 
 MiB = 1024 * 1024
-PART_SIZE = int(os.environ.get("RELAYTRAIN_PART_MB", "16")) * MiB  # RELAYTRAIN_PART_MB: tune for your network; smallest part of a composite upload / range of a parallel download
+# smallest part of a composite upload / range of a parallel download; RELAYTRAIN_PART_MB tunes it for your network
+PART_SIZE = int(os.environ.get("RELAYTRAIN_PART_MB", "16")) * MiB
 MAX_PARTS = 32  # GCS composes at most 32 source objects in one request
 MAX_CONCURRENCY = 16
 PARTS_PREFIX = ".parts/"

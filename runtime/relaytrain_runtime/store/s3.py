@@ -27,7 +27,8 @@ from urllib.parse import urlparse
 from relaytrain_runtime.store.base import NotFound, Store, StoreError, check_key
 
 MiB = 1024 * 1024
-PART_SIZE = int(os.environ.get("RELAYTRAIN_PART_MB", "16")) * MiB  # RELAYTRAIN_PART_MB: tune for your network; parts of a multipart upload / ranges of a parallel download
+# parts of a multipart upload / ranges of a parallel download; RELAYTRAIN_PART_MB tunes it for your network
+PART_SIZE = int(os.environ.get("RELAYTRAIN_PART_MB", "16")) * MiB
 MAX_CONCURRENCY = 16  # parallel streams per transfer
 
 
