@@ -55,9 +55,12 @@ def store_url(kind: str):
         with tempfile.TemporaryDirectory(prefix="bench-shards-") as tmp:
             yield f"file://{tmp}/run"
     elif kind == "s3":
+        import logging
+
         import boto3
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
         port = free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()

@@ -54,3 +54,17 @@ def test_run_local_refuses_other_topologies(new_run):
     bp = Blueprint.model_validate({"name": "x", "cloud": "aws", "topology": "lambda-steps"})
     with pytest.raises(ShardsRunError, match="topology 'lambda-steps'; the shards runner needs function-shards"):
         run_local(bp, new_run())
+
+
+def test_stragglers_get_backup_copies(new_run):
+    """Past the round deadline every unfinished shard gets one backup invocation; the first copy to
+    finish counts and the other is stopped; the round commits the same model."""
+    from relaytrain.localrun.shards import run_local
+
+    ref = new_run("ref")
+    drive(ref, TRAINING, {**FUNCTIONS, "exchange_dtype": "fp32"}, rounds=1)
+    url = new_run("local")
+    summary = run_local(blueprint(exchange_dtype="fp32"), url, max_rounds=1, round_deadline_s=0.05,
+                        parallel_reduce=False, log=None)
+    assert summary["rounds"] == 1 and summary["backups"] >= 1
+    assert bitwise_equal(weights(url), weights(ref))

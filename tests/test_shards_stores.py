@@ -60,3 +60,30 @@ def test_rounds_on_cloud_store_match_file_store(cloud_run, new_run):
     drive(url, SPEC, FUNCS)
     assert bitwise_equal(weights(url), weights(local))
     assert open_store(url).list("rounds/") == []
+
+
+@pytest.mark.parametrize("cloud_run", ["s3", "gs"], indirect=True)
+def test_killed_shard_on_cloud_store(cloud_run, new_run):
+    """A shard process SIGKILLed mid-flight (start-up, load, compute or upload) against the real
+    protocol server: the reducer reports it missing, the retry completes the round, same model."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    local = new_run("local")
+    drive(local, SPEC, FUNCS, rounds=1)
+    url = cloud_run
+    status_op({"op": "status", "store": url, "spec": SPEC, "functions": FUNCS})
+    cmd = [sys.executable, "-m", "relaytrain_runtime", "shard", "--store", url, "--round", "0", "--shard", "1"]
+    victim = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.0)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate()
+    assert shard_op({"op": "shard", "store": url, "round": 0, "shard": 0})["status"] == "ok"
+    out = reduce_op({"op": "reduce", "store": url, "round": 0})
+    assert out["status"] == "missing" and out["missing"] == [1]
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert reduce_op({"op": "reduce", "store": url, "round": 0})["status"] == "committed"
+    assert bitwise_equal(weights(url), weights(local))

@@ -189,14 +189,14 @@ def _sweep_inner(store: Store, before_round: int) -> None:
 
 
 def run_shard(run: Run, rnd: int, shard: int, *, deadline: float | None = None,
-              cost_per_second: float = 0.0, threads: int | None = None) -> dict:
+              cost_per_second: float = 0.0, threads: int | None = None, cache_dir: str | None = None) -> dict:
     t_enter = time.time()
     K = run.config.shards
     if not 0 <= shard < K:
         raise RelayError(f"shard {shard} is out of range: this run has {K} shards (0..{K - 1})")
     determinism.configure(threads)
     ensure_dataset(run.store, run.spec)
-    dataset = open_dataset(run.store, run.spec)
+    dataset = open_dataset(run.store, run.spec, cache_dir)
     commit, state = run.baton.resume()
     pos = _position(run, None if state is None else state["meta"])
     digest = baton_digest(run, commit)
