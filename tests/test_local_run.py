@@ -24,12 +24,12 @@ def _write(tmp_path, text, name="bp.yaml"):
 
 def test_lambda_steps_runs_legs_and_prices_the_measured_seconds(tmp_path):
     path = _write(tmp_path, "name: local-legs\ncloud: aws\ntopology: lambda-steps\n" + TINY
-                  + "lambda: {memory_mb: 1769, timeout_s: 40, leg_margin_s: 4}\n")
+                  + "lambda: {memory_mb: 1769, timeout_s: 120, leg_margin_s: 4}\n")
     store = f"file://{tmp_path}/store"
     proc = subprocess.run([sys.executable, "-m", "relaytrain", "run", str(path), "--local", "--store", store, "--json"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "legs of 36 s (timeout_s 40 - leg_margin_s 4)" in proc.stderr
+    assert "legs of 116 s (timeout_s 120 - leg_margin_s 4)" in proc.stderr
     assert "memory_mb 1769 = 1.00 vCPU of Lambda CPU share -> 1 local thread(s)" in proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["done"] is True and summary["step"] == 4

@@ -12,7 +12,7 @@ import sys
 
 from relaytrain_runtime import RelayError
 
-from relaytrain.blueprint import BlueprintError, load, load_all
+from relaytrain.blueprint import BlueprintError, load_all
 from relaytrain.plan import plan
 from relaytrain.plan.devices import calibration_path, load_devices
 from relaytrain.plan.report import format_compare, format_plan, write_chart

@@ -43,7 +43,8 @@ def write_raw_text(store_url: str, prefix: str) -> str:
 
 def _lambda_seconds_cost(bp: Blueprint, section: str, seconds: float) -> float:
     lam = getattr(bp, section)
-    return sum(line.usd for line in lambda_legs_cost(bp.model_copy(update={"lambda_": lam}), [seconds])[:2])
+    lines = lambda_legs_cost(bp.model_copy(update={"lambda_": lam}), [seconds])
+    return sum(line.usd for line in lines if line.item.startswith("Lambda"))  # one invocation, no state machine
 
 
 def run_local(bp: Blueprint, store_url: str) -> dict:

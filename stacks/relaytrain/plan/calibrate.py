@@ -20,12 +20,13 @@ from relaytrain.plan import flops_per_token
 
 WARM_STEPS = 2
 MEASURE_STEPS = 5
-MAX_BATCH = 4  # sequences per measured step: big presets stay quick on a CPU
+MAX_STEP_FLOPS = 2e11  # big presets measure fewer sequences per step, so calibration stays quick on a CPU
 
 
 def calibrate(bp: Blueprint, path: pathlib.Path) -> dict:
     spec = bp.training.run_spec()
-    batch = min(spec.batch_size, MAX_BATCH)
+    per_sequence = flops_per_token(spec.model, spec.sequence_length) * spec.sequence_length
+    batch = max(1, min(spec.batch_size, int(MAX_STEP_FLOPS // per_sequence)))
     probe = bp.training.model_copy(update={"steps": WARM_STEPS + MEASURE_STEPS + 1, "batch_size": batch,
                                            "micro_batch_size": 0, "dataset": "stdlib", "eval_batches": 1})
     threads = os.cpu_count() or 1
