@@ -180,19 +180,20 @@ def test_default_gpu_node_is_p3_on_demand(t):
 # -- hybrid ---------------------------------------------------------------------------------
 def test_hybrid_pipeline_fans_out_trains_on_gpu_and_evaluates(t):
     states = definition(t("test-hybrid"))["States"]
+    plan = states["PlanPreprocess"]["Parameters"]["Payload"]
+    assert plan["op"] == "preprocess" and plan["phase"] == "plan"
+    assert plan["source"].endswith("/raw/") and plan["store"].endswith("/data/test-hybrid")
     pre = states["Preprocess"]
     assert pre["Type"] == "Map" and pre["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
-    assert pre["ItemReader"]["Resource"].endswith(":states:::s3:listObjectsV2")
-    assert pre["ItemReader"]["Parameters"]["Prefix"] == "raw/" and pre["MaxConcurrency"] == 16
-    inner = pre["ItemProcessor"]["States"]["PreprocessObject"]
-    assert inner["Parameters"]["Payload"]["op"] == "preprocess"
+    assert pre["ItemsPath"] == "$.plan.status.items" and pre["MaxConcurrency"] == 16
+    assert pre["ItemProcessor"]["States"]["PreprocessObject"]["Parameters"]["Payload.$"] == "$.event"
+    assert states["WriteManifest"]["Parameters"]["Payload"] == {"op": "preprocess", "phase": "manifest", "store": plan["store"]}
     assert states["StartGpuNodes"]["Resource"].endswith(":states:::aws-sdk:ec2:runInstances")
     wait = states["TrainOnGpu"]
     assert wait["Resource"].endswith(":states:::aws-sdk:s3:putObject.waitForTaskToken")
     assert wait["Parameters"]["Body"]["token.$"] == "$$.Task.Token"
     assert states["StopGpuNodes"]["Resource"].endswith(":states:::aws-sdk:ec2:terminateInstances")
-    evaluate = states["Evaluate"]
-    assert evaluate["Type"] == "Map" and evaluate["ItemProcessor"]["States"]["EvaluateCheckpoint"]["Parameters"]["Payload"]["op"] == "evaluate"
+    assert states["Evaluate"]["Parameters"]["Payload"] == {"op": "evaluate", "store.$": "$.store"}
     # the nodes answer the token of this state machine and nothing else
     node_statements = [s for s in statements(t("test-hybrid")) if "states:SendTaskSuccess" in s["Action"]]
     assert len(node_statements) == 1 and ":stateMachine:relaytrain-test-hybrid-pipeline" in json.dumps(node_statements[0]["Resource"])

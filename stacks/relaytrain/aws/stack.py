@@ -179,16 +179,20 @@ class RelaytrainStack(Stack):
         preprocess = StageFunction(self, "Preprocess", description="relaytrain preprocess (one raw object per invocation)", **self._stage_props(pre_cfg))
         evaluate = StageFunction(self, "Evaluate", description="relaytrain evaluate (one checkpoint per invocation)", **self._stage_props(eval_cfg))
         raw = bp.dataset.raw_prefix
+        bucket = self.data.bucket.bucket_name
+        # preprocessing writes the dataset the spec names (an s3:// URL), else s3://BUCKET/data/RUN
+        dataset = bp.training.dataset if bp.training.dataset.startswith("s3://") else f"s3://{bucket}/{DATA_PREFIX}{self.run_name}"
         self.data.grant_prefix_read(preprocess.function, raw)
-        for stage in (preprocess, evaluate):
-            self.data.grant_prefix_read_write(stage.function, RUN_PREFIX)
-            self.data.grant_prefix_read(stage.function, DATA_PREFIX)
+        self.data.grant_prefix_read_write(preprocess.function, DATA_PREFIX)
+        self.data.grant_prefix_read_write(evaluate.function, RUN_PREFIX)
+        self.data.grant_prefix_read(evaluate.function, DATA_PREFIX)
         pipeline = HybridPipeline(
             self,
             "Pipeline",
             bucket=self.data.bucket,
             run_prefix=RUN_PREFIX,
-            raw_prefix=raw,
+            dataset_store=dataset,
+            source=f"s3://{bucket}/{raw}",
             preprocess=preprocess.function,
             evaluate=evaluate.function,
             launch_template=node.launch_template,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jsii
 from aws_cdk import ArnFormat, Duration, Names, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -19,52 +18,13 @@ from relaytrain.aws.constructs.step_trainer import ack_state_machine_role, lambd
 TOKEN_KEY = "control/gpu-node-task.json"  # under the run's store; the node answers the token when done
 
 
-def list_prefix(bucket: s3.IBucket, prefix: str) -> iam.PolicyStatement:
-    return iam.PolicyStatement(
-        actions=["s3:ListBucket"], resources=[bucket.bucket_arn], conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}}
-    )
-
-
-@jsii.implements(sfn.IItemReader)
-class PrefixObjectsReader:
-    """A Distributed Map reader over the objects under one key prefix, whose ListBucket grant is
-    limited to that prefix (CDK's S3ObjectsItemReader grants listing of the whole bucket)."""
-
-    def __init__(self, bucket: s3.IBucket, prefix: str) -> None:
-        self._bucket, self._prefix = bucket, prefix
-
-    @property
-    def bucket(self) -> s3.IBucket:
-        return self._bucket
-
-    @property
-    def bucket_name_path(self) -> str | None:
-        return None
-
-    @property
-    def max_items(self):
-        return None
-
-    @property
-    def resource(self) -> str:
-        return f"arn:{Stack.of(self._bucket).partition}:states:::s3:listObjectsV2"
-
-    def render(self, query_language=None):
-        return {"Resource": self.resource, "Parameters": {"Bucket": self._bucket.bucket_name, "Prefix": self._prefix}}
-
-    def provide_policy_statements(self) -> list[iam.PolicyStatement]:
-        return [list_prefix(self._bucket, self._prefix)]
-
-    def validate_item_reader(self) -> list[str]:
-        return []
-
 
 class HybridPipeline(Construct):
-    """preprocess (Distributed Map over raw-text objects) -> GPU training (wait for the node's
-    task token) -> evaluate (Map over the run's checkpoint manifests).
+    """preprocess (plan, then a Distributed Map with one invocation per raw-text object, then the
+    manifest) -> GPU training (wait for the node's task token) -> evaluate the final checkpoint.
 
-    Execution input: `{"run": NAME}`; the run's store is `s3://BUCKET/RUN_PREFIX/NAME`, raw text
-    lives under `raw_prefix`. The GPU nodes are started from `launch_template` (`nodes` of them,
+    Execution input: `{"run": NAME}`; the run's store is `s3://BUCKET/RUN_PREFIX/NAME`; raw text
+    objects under the URL `source` become the dataset at `dataset_store`. The GPU nodes are started from `launch_template` (`nodes` of them,
     tagged with the store URL) and are terminated, spot requests included, once they report.
 
     Exposes: `state_machine`, `log_group`.
@@ -77,7 +37,8 @@ class HybridPipeline(Construct):
         *,
         bucket: s3.IBucket,
         run_prefix: str,
-        raw_prefix: str,
+        dataset_store: str,
+        source: str,
         preprocess: lambda_.IFunction,
         evaluate: lambda_.IFunction,
         launch_template: ec2.LaunchTemplate,
@@ -99,21 +60,29 @@ class HybridPipeline(Construct):
         store = f"States.Format('s3://{bucket.bucket_name}/{run_prefix}{{}}', $.run)"
         start = sfn.Pass(self, "StartRun", parameters={"run.$": "$.run", "store.$": store})
 
+        # preprocess: plan (tokenizer, one event per raw object) -> one shard per object -> manifest
+        plan = lambda_task(
+            self, "PlanPreprocess", preprocess,
+            {"op": "preprocess", "phase": "plan", "store": dataset_store, "source": source},
+            retries=retries, timeout_s=stage_timeout_s, result_path="$.plan",
+        )
         fan_out = sfn.DistributedMap(
             self,
             "Preprocess",
-            item_reader=PrefixObjectsReader(bucket, raw_prefix),
-            item_selector={"store.$": "$.store", "key.$": "$$.Map.Item.Value.Key"},
+            items_path="$.plan.status.items",
+            item_selector={"event.$": "$$.Map.Item.Value"},
             max_concurrency=max_concurrency or None,
             result_path=sfn.JsonPath.DISCARD,
         )
         fan_out.item_processor(
-            lambda_task(
-                self, "PreprocessObject", preprocess,
-                {"op": "preprocess", "store.$": "$.store", "object.$": f"States.Format('s3://{bucket.bucket_name}/{{}}', $.key)"},
-                retries=retries, timeout_s=stage_timeout_s, result_path="$.result",
-            )
+            lambda_task(self, "PreprocessObject", preprocess, sfn.TaskInput.from_json_path_at("$.event"),
+                        retries=retries, timeout_s=stage_timeout_s, result_path="$.result")
         )
+        manifest = lambda_task(
+            self, "WriteManifest", preprocess, {"op": "preprocess", "phase": "manifest", "store": dataset_store},
+            retries=retries, timeout_s=stage_timeout_s, result_path="$.dataset",
+        )
+        refused = sfn.Fail(self, "StageRefused", error="StageError", cause="a preprocess or evaluate stage returned an error (see the execution history)")
 
         run_nodes = tasks.CallAwsService(
             self,
@@ -225,38 +194,22 @@ class HybridPipeline(Construct):
             wait.add_catch(stop_after_failure, errors=["States.ALL"], result_path="$.error")
         stop_after_failure.next(train_failed)
 
-        listing = tasks.CallAwsService(
-            self,
-            "ListCheckpoints",
-            service="s3",
-            action="listObjectsV2",
-            parameters={"Bucket": bucket.bucket_name, "Prefix.$": f"States.Format('{run_prefix}{{}}/baton/', $.run)"},
-            # the generated grant duplicates the token write below; the listing is granted per prefix
-            iam_resources=[bucket.arn_for_objects(f"{run_prefix}*")],
-            iam_action="s3:PutObject",
-            additional_iam_statements=[list_prefix(bucket, run_prefix)],
-            result_selector={"keys.$": "$.Contents[*].Key"},
-            result_path="$.checkpoints",
+        evaluate_final = lambda_task(
+            self, "Evaluate", evaluate, {"op": "evaluate", "store.$": "$.store"},
+            retries=retries, timeout_s=stage_timeout_s, result_path="$.evaluation",
         )
-        evaluate_map = sfn.Map(
-            self,
-            "Evaluate",
-            items_path="$.checkpoints.keys",
-            item_selector={"store.$": "$.store", "key.$": "$$.Map.Item.Value"},
-            max_concurrency=max_concurrency or 0,
-            result_path="$.evaluations",
+        chain = (
+            start.next(plan)
+            .next(sfn.Choice(self, "PlanOk?").when(sfn.Condition.is_present("$.plan.status.error"), refused).otherwise(fan_out).afterwards())
+            .next(manifest)
+            .next(sfn.Choice(self, "ManifestOk?").when(sfn.Condition.is_present("$.dataset.status.error"), refused).otherwise(run_nodes).afterwards())
+            .next(wait)
         )
-        evaluate_map.item_processor(
-            lambda_task(
-                self, "EvaluateCheckpoint", evaluate,
-                {"op": "evaluate", "store.$": "$.store", "manifest.$": "$.key"},
-                retries=retries, timeout_s=stage_timeout_s, result_path="$.result",
-            )
-        )
-        chain = start.next(fan_out).next(run_nodes).next(wait)
         if spot:
             chain = chain.next(cancel)
-        chain.next(stop).next(listing).next(evaluate_map).next(sfn.Succeed(self, "PipelineDone"))
+        chain = chain.next(stop).next(evaluate_final)
+        chain.next(sfn.Choice(self, "EvaluateOk?").when(sfn.Condition.is_present("$.evaluation.status.error"), refused)
+                   .otherwise(sfn.Succeed(self, "PipelineDone")))
 
         self.log_group = logs.LogGroup(
             self, "Logs", log_group_name=f"/aws/vendedlogs/states/{name}",
