@@ -227,3 +227,31 @@ def test_cdk_nag_fails_an_unacknowledged_finding():
     sqs.Queue(Stack(app, "Bad"), "Queue")  # no DLQ, no TLS-only policy: AwsSolutions-SQS3, SQS4
     with pytest.raises(Exception, match="AwsSolutions-SQS"):
         app.synth()
+
+
+# -- bad input ------------------------------------------------------------------------------
+def test_bad_props_and_blueprints_are_refused_with_one_clear_line():
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_lambda as lambda_
+
+    from relaytrain.aws.constructs import LambdaStepTrainer, StageFunction, TrainingNetwork
+    from relaytrain.aws.stack import RelaytrainStack
+    from relaytrain.blueprint.schema import Blueprint
+    from relaytrain_runtime import RelayError
+
+    stack = Stack(App(), "S")
+    network = TrainingNetwork(stack, "Net")
+    from relaytrain.aws.constructs import EfsCache
+
+    cache = EfsCache(stack, "Cache", vpc=network.vpc, workers=network.worker_security_group)
+    code = lambda_.DockerImageCode.from_image_asset("runtime")
+    with pytest.raises(RelayError, match=r"mount_path '/cache' must be under /mnt/"):
+        StageFunction(stack, "F", code=code, memory_mb=1024, timeout_s=60, vpc=network.vpc,
+                      access_point=cache.access_point, mount_path="/cache")
+    with pytest.raises(RelayError, match="not both"):
+        LambdaStepTrainer(stack, "T", store_root="s3://b/runs", spec={})
+    with pytest.raises(RelayError, match="legs_per_execution must be >= 1"):
+        LambdaStepTrainer(stack, "T2", store_root="s3://b/runs", spec={}, code=code, memory_mb=1024, timeout_s=60, legs_per_execution=0)
+    shards = Blueprint.model_validate({"name": "x", "cloud": "aws", "topology": "function-shards"})
+    with pytest.raises(RelayError, match="function-shards runs on GCP only"):
+        RelaytrainStack(App(), shards)

@@ -18,14 +18,14 @@ from relaytrain.aws.constructs.step_trainer import ack_state_machine_role, lambd
 TOKEN_KEY = "control/gpu-node-task.json"  # under the run's store; the node answers the token when done
 
 
-
 class HybridPipeline(Construct):
     """preprocess (plan, then a Distributed Map with one invocation per raw-text object, then the
     manifest) -> GPU training (wait for the node's task token) -> evaluate the final checkpoint.
 
     Execution input: `{"run": NAME}`; the run's store is `s3://BUCKET/RUN_PREFIX/NAME`; raw text
-    objects under the URL `source` become the dataset at `dataset_store`. The GPU nodes are started from `launch_template` (`nodes` of them,
-    tagged with the store URL) and are terminated, spot requests included, once they report.
+    objects under the URL `source` become the dataset at `dataset_store`. The GPU nodes are started
+    from `launch_template` (`nodes` of them, tagged with the store URL) and terminated, their spot
+    requests cancelled, once they report (or the wait fails).
 
     Exposes: `state_machine`, `log_group`.
     """
@@ -150,49 +150,30 @@ class HybridPipeline(Construct):
             task_timeout=sfn.Timeout.duration(training_timeout) if training_timeout else None,
             result_path="$.training",
         )
-        stop = tasks.CallAwsService(
-            self,
-            "StopGpuNodes",
-            service="ec2",
-            action="terminateInstances",
-            parameters={"InstanceIds.$": "$.nodes.instances"},
-            iam_resources=[stack.format_arn(service="ec2", resource="instance", resource_name="*")],
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        stop.add_retry(errors=["States.ALL"], interval=Duration.seconds(5), max_attempts=retries, backoff_rate=2.0)
-        training = sfn.Chain.start(run_nodes)
-        if spot:
-            cancel = tasks.CallAwsService(
-                self,
-                "CancelSpotRequests",
-                service="ec2",
-                action="cancelSpotInstanceRequests",
-                parameters={"SpotInstanceRequestIds.$": "$.nodes.spot_requests"},
-                iam_resources=[stack.format_arn(service="ec2", resource="spot-instances-request", resource_name="*")],
-                result_path=sfn.JsonPath.DISCARD,
-            )
-            cancel.add_retry(errors=["States.ALL"], interval=Duration.seconds(5), max_attempts=retries, backoff_rate=2.0)
-            failed_cleanup = sfn.Chain.start(
-                tasks.CallAwsService(
-                    self, "CancelSpotRequestsAfterFailure", service="ec2", action="cancelSpotInstanceRequests",
-                    parameters={"SpotInstanceRequestIds.$": "$.nodes.spot_requests"},
-                    iam_resources=[stack.format_arn(service="ec2", resource="spot-instances-request", resource_name="*")],
+        def release_nodes(suffix: str) -> sfn.Chain:
+            """Cancel the nodes' spot requests (a persistent request would relaunch them), then terminate them."""
+            calls = [("CancelSpotRequests", "cancelSpotInstanceRequests", {"SpotInstanceRequestIds.$": "$.nodes.spot_requests"},
+                      "spot-instances-request")] if spot else []
+            calls.append(("StopGpuNodes", "terminateInstances", {"InstanceIds.$": "$.nodes.instances"}, "instance"))
+            steps = []
+            for state, action, parameters, kind in calls:
+                step = tasks.CallAwsService(
+                    self, state + suffix, service="ec2", action=action, parameters=parameters,
+                    iam_resources=[stack.format_arn(service="ec2", resource=kind, resource_name="*")],
                     result_path=sfn.JsonPath.DISCARD,
                 )
-            )
-        train_failed = sfn.Fail(self, "TrainingFailed", error_path="$.error.Error", cause_path="$.error.Cause")
-        stop_after_failure = tasks.CallAwsService(
-            self, "StopGpuNodesAfterFailure", service="ec2", action="terminateInstances",
-            parameters={"InstanceIds.$": "$.nodes.instances"},
-            iam_resources=[stack.format_arn(service="ec2", resource="instance", resource_name="*")],
-            result_path=sfn.JsonPath.DISCARD,
+                step.add_retry(errors=["States.ALL"], interval=Duration.seconds(5), max_attempts=retries, backoff_rate=2.0)
+                steps.append(step)
+            chain = sfn.Chain.start(steps[0])
+            for step in steps[1:]:
+                chain = chain.next(step)
+            return chain
+
+        wait.add_catch(
+            release_nodes("AfterFailure").next(sfn.Fail(self, "TrainingFailed", error_path="$.error.Error", cause_path="$.error.Cause")),
+            errors=["States.ALL"],
+            result_path="$.error",
         )
-        if spot:
-            failed_cleanup.next(stop_after_failure)
-            wait.add_catch(failed_cleanup, errors=["States.ALL"], result_path="$.error")
-        else:
-            wait.add_catch(stop_after_failure, errors=["States.ALL"], result_path="$.error")
-        stop_after_failure.next(train_failed)
 
         evaluate_final = lambda_task(
             self, "Evaluate", evaluate, {"op": "evaluate", "store.$": "$.store"},
@@ -204,10 +185,9 @@ class HybridPipeline(Construct):
             .next(manifest)
             .next(sfn.Choice(self, "ManifestOk?").when(sfn.Condition.is_present("$.dataset.status.error"), refused).otherwise(run_nodes).afterwards())
             .next(wait)
+            .next(release_nodes(""))
+            .next(evaluate_final)
         )
-        if spot:
-            chain = chain.next(cancel)
-        chain = chain.next(stop).next(evaluate_final)
         chain.next(sfn.Choice(self, "EvaluateOk?").when(sfn.Condition.is_present("$.evaluation.status.error"), refused)
                    .otherwise(sfn.Succeed(self, "PipelineDone")))
 
