@@ -1,0 +1,150 @@
+"""The GPU/VM node entry point on CPU: single process, DDP under torchrun (gloo), SIGTERM, power-off."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from relaytrain_runtime.baton import Baton
+from relaytrain_runtime.store import open_store
+from tests.test_cloud_relay import dataset_store, new_run  # noqa: F401 (session fixture)
+
+SPEC = {"preset": "tiny-gpt", "steps": 16, "batch_size": 8, "seq_len": 128, "eval_batches": 2, "keep_last": 2}
+
+
+def node_cmd(url: str, *extra, nproc: int = 1) -> list[str]:
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port",
+                 str(_free_port()), "-m"] if nproc > 1 else [sys.executable, "-m"])
+    return launcher + ["relaytrain_runtime", "node", "--store", url, *extra]
+
+
+def _free_port() -> int:
+    from tests.fixtures.servers import free_port
+
+    return free_port()
+
+
+def init_run(path, dataset_store) -> str:  # noqa: F811
+    from relaytrain_runtime.baton import Baton
+    from relaytrain_runtime.spec import RunSpec
+
+    url = new_run(f"file://{path}", dataset_store)
+    Baton(open_store(url)).init(RunSpec.from_dict(SPEC))
+    return url
+
+
+def final_weights(url: str) -> dict:
+    baton = Baton(open_store(url))
+    return baton.load(baton.latest())["weights"]
+
+
+def relative_diff(a: dict, b: dict) -> float:
+    """||a - b|| / ||b|| over the whole parameter vector."""
+    assert a.keys() == b.keys()
+    num = sum(((a[k].double() - b[k].double()) ** 2).sum() for k in a) ** 0.5
+    den = sum((b[k].double() ** 2).sum() for k in b) ** 0.5
+    return (num / den).item()
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, dataset_store):  # noqa: F811
+    """One process, run to the end, with power-off when done."""
+    root = tmp_path_factory.mktemp("single")
+    url = init_run(root / "run", dataset_store)
+    marker = root / "powered-off"
+    out = subprocess.run(node_cmd(url, "--poweroff-when-done", "--cost-per-second", "0.001"),
+                         env={**os.environ, "RELAYTRAIN_POWEROFF_CMD": f"touch {marker}"},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return url, json.loads(out.stdout.strip().splitlines()[-1]), marker
+
+
+@pytest.fixture(scope="module")
+def ddp(tmp_path_factory, dataset_store):  # noqa: F811
+    """torchrun --nproc-per-node 2 (gloo), run to the end without interruption."""
+    url = init_run(tmp_path_factory.mktemp("ddp") / "run", dataset_store)
+    out = subprocess.run(node_cmd(url, nproc=2), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return url, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_single_node_matches_a_leg_and_powers_off(single, dataset_store, tmp_path):  # noqa: F811
+    from relaytrain_runtime.leg import run_leg
+
+    url, status, marker = single
+    assert status["status"] == "done" and status["done"] and status["step"] == 16 and status["world"] == 1
+    assert status["cost_usd"] > 0
+    leg = run_leg(new_run(f"file://{tmp_path}/leg", dataset_store), spec=SPEC)
+    assert status["weights_sha256"] == leg["weights_sha256"]  # the node trains exactly like a leg
+    assert marker.exists()
+    assert json.loads(open_store(url).read(f"eval/{status['gen']:08d}.json"))["loss"] == leg["val_loss"]
+
+
+def test_ddp_two_ranks_matches_single_process(single, ddp):
+    """Same global batch, split over two gloo ranks: the model after 16 steps is the single process's
+    within 1e-5 relative (||w_ddp - w_1|| / ||w_1||), and so is the loss at every step.
+
+    (Not per tensor: the attention key bias has an exactly-zero true gradient, so its gradient is
+    pure rounding noise that Adam scales up to full-size steps in either run.)"""
+    (single_url, _, _), (ddp_url, status) = single, ddp
+    assert status["done"] and status["world"] == 2 and status["step"] == 16
+    diff = relative_diff(final_weights(ddp_url), final_weights(single_url))
+    assert diff <= 1e-5, diff
+    curves = [Baton(open_store(u)).load(Baton(open_store(u)).latest())["meta"]["metrics"]["train"]
+              for u in (ddp_url, single_url)]
+    assert len(curves[0]) == len(curves[1]) == 16
+    for (step, loss_ddp, _), (_, loss_1, _) in zip(*curves):
+        assert abs(loss_ddp - loss_1) <= 1e-5 * abs(loss_1), (step, loss_ddp, loss_1)
+
+
+def test_sigterm_checkpoints_and_restart_finishes_identically(ddp, dataset_store, tmp_path):  # noqa: F811
+    url = init_run(tmp_path / "run", dataset_store)
+    proc = subprocess.Popen(node_cmd(url, "--progress", "--checkpoint-every", "3600", nproc=2),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = threading.Event()
+
+    def watch():
+        for line in proc.stderr:
+            if line.startswith("@progress ") and json.loads(line.split(" ", 1)[1])["step"] >= 3:
+                seen.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert seen.wait(240), "the node never reached step 3"
+    proc.send_signal(signal.SIGTERM)  # what the OS sends torchrun on a spot notice or preemption
+    out, _ = proc.communicate(timeout=120)
+    status = json.loads(out.strip().splitlines()[-1])  # rank 0's status, printed after its checkpoint
+    assert status["stopped_by"] == "SIGTERM" and status["status"] == "ok" and not status["done"]
+    assert 3 <= status["step"] < 16 and status["commits"] == 1
+    latest = Baton(open_store(url)).latest()
+    assert latest["step"] == status["step"]  # no step was lost: the checkpoint is the stop point
+
+    # the machine boots again: resume from the baton and finish
+    again = subprocess.run(node_cmd(url, nproc=2), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    final = json.loads(again.stdout.strip().splitlines()[-1])
+    assert final["done"] and final["leg_steps"] == 16 - status["step"]
+    assert final["weights_sha256"] == ddp[1]["weights_sha256"]
+
+
+def test_single_node_sigterm_exits_zero_after_checkpoint(dataset_store, tmp_path):  # noqa: F811
+    url = init_run(tmp_path / "run", dataset_store)
+    proc = subprocess.Popen(node_cmd(url, "--progress"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if line.startswith("@progress "):
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    status = json.loads(out.strip().splitlines()[-1])
+    assert status["stopped_by"] == "SIGTERM" and Baton(open_store(url)).latest()["step"] == status["step"] < 16
+
+
+def test_node_bad_options_are_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "relaytrain_runtime", "node", "--store", f"file://{tmp_path}/x",
+                          "--instance-type", "z9.mega"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--instance-type 'z9.mega' has no price" in out.stderr and out.stderr.count("\n") == 1
