@@ -75,3 +75,13 @@ def test_validate_cli_exit_codes_and_one_line_per_problem(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert f"{bad}:6: lambda.timeout_s: duplicate key 'timeout_s' (first set on line 5)" in lines[0]
     assert lines[-1] == "relaytrain validate: 1 problem(s)"
+
+
+def test_blueprint_planner_and_local_runner_never_import_torch():
+    code = ("import relaytrain.blueprint, relaytrain.plan, relaytrain.plan.report, relaytrain.plan.calibrate, "
+            "relaytrain.localrun, relaytrain.localrun.legs, relaytrain.localrun.node, relaytrain.localrun.hybrid, "
+            "relaytrain.commands.validate, relaytrain.commands.plan, relaytrain.commands.run, relaytrain.prices\n"
+            "import sys, json; print(json.dumps(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    mods = {m.split(".")[0] for m in __import__("json").loads(out.strip().splitlines()[-1])}
+    assert not {"torch", "aws_cdk", "pulumi", "matplotlib"} & mods

@@ -11,7 +11,7 @@ import re
 
 import yaml
 
-Path_ = tuple  # a field path: ("lambda", "memory_mb") or ("tags", "team")
+FieldPath = tuple  # a field path: ("lambda", "memory_mb") or ("tags", "team")
 
 
 class _Loader(yaml.SafeLoader):
@@ -25,7 +25,7 @@ _Loader.add_implicit_resolver(
 )
 
 
-def format_path(path: Path_) -> str:
+def format_path(path: FieldPath) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -33,14 +33,14 @@ def format_path(path: Path_) -> str:
 
 
 class SourceProblem(Exception):
-    def __init__(self, line: int, path: Path_, message: str):
+    def __init__(self, line: int, path: FieldPath, message: str):
         super().__init__(message)
         self.line, self.path, self.message = line, path, message
 
 
-def parse(text: str) -> tuple[object, dict[Path_, int], list[SourceProblem]]:
+def parse(text: str) -> tuple[object, dict[FieldPath, int], list[SourceProblem]]:
     """YAML text -> (data, {path: line}, problems). Problems are duplicate keys and non-string keys."""
-    lines: dict[Path_, int] = {(): 1}
+    lines: dict[FieldPath, int] = {(): 1}
     problems: list[SourceProblem] = []
     try:
         node = yaml.compose(text, Loader=_Loader)
@@ -55,7 +55,7 @@ def parse(text: str) -> tuple[object, dict[Path_, int], list[SourceProblem]]:
         return None, lines, problems
     constructor = _Loader(text)  # only used to turn scalar nodes into Python values
 
-    def build(node, path: Path_):
+    def build(node, path: FieldPath):
         if isinstance(node, yaml.MappingNode):
             out: dict = {}
             for key_node, value_node in node.value:
@@ -88,7 +88,7 @@ def parse(text: str) -> tuple[object, dict[Path_, int], list[SourceProblem]]:
     return build(node, ()), lines, problems
 
 
-def line_of(lines: dict[Path_, int], path: Path_, fallback: Path_ = ()) -> int:
+def line_of(lines: dict[FieldPath, int], path: FieldPath, fallback: FieldPath = ()) -> int:
     """Line of `path`, or of its nearest ancestor present in the file, or of `fallback`."""
     for n in range(len(path), 0, -1):
         if path[:n] in lines:

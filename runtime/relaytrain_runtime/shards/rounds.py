@@ -1,0 +1,344 @@
+"""The two sync algorithms as stateless operations on a run in a store.
+
+A round starts from one baton commit (the parent) and ends with the next one:
+
+    sync: gradients   round r = optimizer step r. Shard k computes the gradient of its slice
+                      (rank k of K) of step r's global batch; the mean of the K gradients is the
+                      global batch's gradient, and the commit applies the run's own AdamW step to it:
+                      the same model as one worker with the same global batch.
+    sync: diloco      round r = steps [rH, rH+H). Shard k takes H AdamW steps on its own slices
+                      (the run's LR schedule; its AdamW moments persist across rounds in the store
+                      under inner/, private to the shard, unless inner_state: reset), and sends its
+                      parameter delta; the commit takes an outer Nesterov SGD step on the mean delta
+                      (pseudo-gradient = -delta). Communication per step falls by H.
+
+Operations (each one stateless; any of them may be killed, retried or duplicated):
+    run_shard(run, round, k)      write shard k's vector as K piece objects
+    reduce_round(run, round, js)  reduce pieces js; whoever sees all K pieces reduced commits
+    commit_round(run, round)      assemble, update, commit the next baton with Baton.commit (create()
+                                  fenced: of two committers, exactly one wins), sweep the round
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+import torch
+
+from relaytrain_runtime import RelayError, determinism
+from relaytrain_runtime.baton import EVAL_PREFIX, Baton
+from relaytrain_runtime.data import ensure_dataset, open_dataset
+from relaytrain_runtime.model import model_tensors
+from relaytrain_runtime.shards.config import ShardsConfig, init_config, load_config
+from relaytrain_runtime.shards.exchange import Exchange, ExchangeError, Round, pack, sweep, unpack
+from relaytrain_runtime.spec import RunSpec
+from relaytrain_runtime.store import NotFound, Store, open_store
+from relaytrain_runtime.train import apply_update, build, evaluate, forward_backward, lr_at, make_optimizer, restore
+
+DEADLINE_MARGIN_S = 1.0
+INNER = "inner/"  # diloco: inner/<round>/<shard>, shard k's AdamW moments after round r
+MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+class DeadlineTooShort(RelayError):
+    pass
+
+
+@dataclass
+class Run:
+    store: Store
+    baton: Baton
+    spec: RunSpec
+    config: ShardsConfig
+
+
+def open_run(store_url: str, spec: dict | None = None, functions: dict | None = None) -> Run:
+    """The run in `store_url`; initialises its spec and shards config when given (idempotent).
+    Both are validated together before anything is written."""
+    store = open_store(store_url)
+    baton = Baton(store)
+    new_spec = RunSpec.from_dict(spec) if spec is not None else None
+    new_config = ShardsConfig.from_dict(functions) if functions is not None else None
+    if new_config is not None:
+        new_config.check_batch((new_spec or baton.spec()).batch_size)
+    if new_spec is not None:
+        baton.init(new_spec)
+    if new_config is not None:
+        init_config(store, new_config)
+    run_spec = baton.spec()
+    config = load_config(store)
+    config.check_batch(run_spec.batch_size)
+    return Run(store, baton, run_spec, config)
+
+
+def baton_digest(run: Run, commit: dict | None) -> str:
+    """Identity of a round's parent: the commit manifest's digest (the initial model: the spec's)."""
+    body = {"init": run.spec.digest()} if commit is None else commit
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def round_of(run: Run, step: int) -> int:
+    """The round that starts at global step `step` (a finished run: the number of rounds)."""
+    return run.config.rounds(step)
+
+
+def _round(run: Run, rnd: int, digest: str) -> Round:
+    kind = "grad" if run.config.sync == "gradients" else "delta"
+    return Round(run=run.spec.digest(), round=rnd, baton=digest, shards=run.config.shards, kind=kind)
+
+
+def _position(run: Run, meta: dict | None) -> dict:
+    step = (meta or {}).get("step", 0)
+    done = bool((meta or {}).get("done")) or step >= run.spec.steps
+    return {"current_round": round_of(run, step), "step": step, "done": done, "loss": (meta or {}).get("loss")}
+
+
+def _flat(tensors) -> torch.Tensor:
+    return torch.cat([t.detach().reshape(-1).to(torch.float32) for t in tensors])
+
+
+def _unflat(vec: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
+    out, at = [], 0
+    for t in like:
+        out.append(vec[at:at + t.numel()].view_as(t).to(t.dtype))
+        at += t.numel()
+    return out
+
+
+# ------------------------------------------------------------------------------------------ status
+
+
+def round_status(run: Run) -> dict:
+    """Where the run stands: the next round to run, step, done (reads the latest verified commit)."""
+    ensure_dataset(run.store, run.spec)
+    commit = run.baton.latest()
+    meta = None if commit is None else {k: commit.get(k) for k in ("step", "done", "loss")}
+    return {"status": "status", **_position(run, meta), "shards": run.config.shards, "sync": run.config.sync,
+            "baton": baton_digest(run, commit), "warnings": run.baton.warnings}
+
+
+# -------------------------------------------------------------------------------- diloco inner state
+
+
+def _inner_key(rnd: int, shard: int) -> str:
+    return f"{INNER}{rnd:08d}/{shard:04d}"
+
+
+def _save_inner(run: Run, rnd: int, shard: int, digest: str, optimizer: torch.optim.Optimizer) -> int:
+    sd = optimizer.state_dict()
+    slots = [sd["state"][i] for i in sorted(sd["state"])]
+    vec = torch.cat([slot[name].reshape(-1) for name in MOMENTS for slot in slots])
+    head = {"run": run.spec.digest(), "round": rnd, "baton": digest, "shard": shard, "kind": "inner",
+            "adam_step": float(slots[0]["step"])}
+    blob = pack(head, vec, "fp32")
+    run.store.write(_inner_key(rnd, shard), blob)
+    return len(blob)
+
+
+def _load_inner(run: Run, meta: dict, rnd: int, shard: int, optimizer: torch.optim.Optimizer) -> int:
+    """Restore shard `shard`'s AdamW moments saved in round `rnd` - 1 from the round's parent baton.
+    Returns the bytes read (0: none usable, the shard starts with fresh moments)."""
+    if rnd == 0 or not meta.get("shards_parent_baton"):
+        return 0
+    key = _inner_key(rnd - 1, shard)
+    try:
+        data = run.store.read(key)
+        head, vec = unpack(data, key)
+    except (ExchangeError, NotFound):
+        return 0
+    want = {"run": run.spec.digest(), "round": rnd - 1, "baton": meta["shards_parent_baton"], "shard": shard}
+    if any(head.get(k) != v for k, v in want.items()):
+        return 0  # written by a shard of another baton: not this run's history
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    numel = sum(p.numel() for p in params)
+    if vec.numel() != 2 * numel:
+        return 0
+    sd = optimizer.state_dict()
+    index = [i for group in sd["param_groups"] for i in group["params"]]
+    at = 0
+    for name in MOMENTS:
+        for i, p in zip(index, params):
+            sd["state"].setdefault(i, {"step": torch.tensor(head["adam_step"])})[name] = vec[at:at + p.numel()].view_as(p).clone()
+            at += p.numel()
+    optimizer.load_state_dict(sd)
+    return len(data)
+
+
+def _sweep_inner(store: Store, before_round: int) -> None:
+    for key in store.list(INNER):
+        number = key[len(INNER):].split("/", 1)[0]
+        if number.isdigit() and int(number) < before_round:
+            store.delete(key)
+
+
+# ------------------------------------------------------------------------------------------- shard
+
+
+def run_shard(run: Run, rnd: int, shard: int, *, deadline: float | None = None,
+              cost_per_second: float = 0.0, threads: int | None = None) -> dict:
+    t_enter = time.time()
+    K = run.config.shards
+    if not 0 <= shard < K:
+        raise RelayError(f"shard {shard} is out of range: this run has {K} shards (0..{K - 1})")
+    determinism.configure(threads)
+    ensure_dataset(run.store, run.spec)
+    dataset = open_dataset(run.store, run.spec)
+    commit, state = run.baton.resume()
+    pos = _position(run, None if state is None else state["meta"])
+    digest = baton_digest(run, commit)
+    base = {"round": rnd, "shard": shard, "baton": digest, **pos}
+    if pos["done"]:
+        return {"status": "done", **base}
+    if pos["current_round"] != rnd:
+        return {"status": "stale", **base}  # committed already, or the baton is behind this round
+
+    model, _ = build(run.spec)
+    if state is not None:
+        with torch.no_grad():
+            for name, p in model_tensors(model).items():
+                p.copy_(state["weights"][name])
+    params = list(model_tensors(model).values())
+    state_read = state_written = 0
+    t_load = time.time()
+    first, stop = run.config.round_steps(rnd, run.spec.steps)
+    if run.config.sync == "gradients":
+        loss = forward_backward(model, run.spec, dataset.batch(run.spec, first, shard, K))
+        vector = _flat(p.grad if p.grad is not None else torch.zeros_like(p) for p in params)
+    else:
+        theta0 = _flat(params)
+        inner = make_optimizer(model, run.spec)
+        if run.config.inner_state == "keep":
+            state_read = _load_inner(run, state["meta"] if state else {}, rnd, shard, inner)
+        losses, step_s = [], 0.0
+        for step in range(first, stop):
+            if deadline is not None and time.time() + step_s + DEADLINE_MARGIN_S > deadline:
+                raise DeadlineTooShort(f"round {rnd} shard {shard}: the invocation deadline arrives after "
+                                       f"{step - first} of {stop - first} local steps; lower functions.local_steps "
+                                       "or raise functions.timeout_s")
+            t0 = time.perf_counter()
+            losses.append(forward_backward(model, run.spec, dataset.batch(run.spec, step, shard, K)))
+            apply_update(model, inner, run.spec, step)
+            step_s = max(step_s, time.perf_counter() - t0)
+        loss = sum(losses) / len(losses)
+        vector = _flat(params) - theta0
+        if run.config.inner_state == "keep":
+            state_written = _save_inner(run, rnd, shard, digest, inner)
+    t_compute = time.time()
+    seconds = t_compute - t_enter
+    meta = {"loss": loss, "weight": 1.0, "seconds": round(seconds, 4), "cost_usd": cost_per_second * seconds}
+    written = Exchange(run.store, _round(run, rnd, digest), run.config.dtype).put_shard(shard, vector, meta)
+    return {"status": "ok", **base, "loss": loss, "bytes_written": written,
+            "state_bytes": {"read": state_read, "written": state_written},
+            "seconds": {"load": round(t_load - t_enter, 4), "compute": round(t_compute - t_load, 4),
+                        "write": round(time.time() - t_compute, 4)}}
+
+
+# ------------------------------------------------------------------------------------------ reduce
+
+
+def reduce_round(run: Run, rnd: int, pieces: list[int] | None = None, *, baton: str | None = None,
+                 commit: bool = True, cost_per_second: float = 0.0) -> dict:
+    """Reduce `pieces` (default: all K) of round `rnd`. If every piece is then reduced and `commit`,
+    commit the round. `baton` is the round's parent digest as the shards reported it (saves
+    reading the checkpoint to find it)."""
+    t_enter = time.time()
+    K = run.config.shards
+    pieces = list(range(K)) if pieces is None else pieces
+    for j in pieces:
+        if not 0 <= j < K:
+            raise RelayError(f"piece {j} is out of range: this run has {K} shards, so pieces 0..{K - 1}")
+    if baton is None:
+        latest = run.baton.latest()
+        pos = _position(run, latest)
+        if pos["done"] or pos["current_round"] != rnd:
+            return {"status": "done" if pos["done"] else "stale", "round": rnd, **pos}
+        baton = baton_digest(run, latest)
+    ex = Exchange(run.store, _round(run, rnd, baton), run.config.dtype)
+    read = written = 0
+    for j in pieces:
+        out = ex.reduce_piece(j, {"piece": j, "cost_usd": cost_per_second * (time.time() - t_enter)})
+        read += out.get("bytes_read", 0)
+        if out["status"] != "ok":
+            pos = _position(run, run.baton.latest(verify=False))  # cheap: the newest manifest only
+            if pos["done"] or pos["current_round"] > rnd:
+                return {"status": "done" if pos["done"] else "stale", "round": rnd, **pos}
+            return {"status": "missing", "round": rnd, "piece": j, "baton": baton, "missing": out["missing"],
+                    "problems": out["problems"]}
+        written += out["bytes_written"]
+    status = {"status": "reduced", "round": rnd, "pieces": pieces, "baton": baton, "bytes_read": read,
+              "bytes_written": written}
+    if commit and ex.reduced_present() == list(range(K)):
+        return {**status, **commit_round(run, rnd, baton, cost_per_second=cost_per_second, t_enter=t_enter)}
+    return status
+
+
+def commit_round(run: Run, rnd: int, baton: str, *, cost_per_second: float = 0.0, t_enter: float | None = None) -> dict:
+    """Assemble round `rnd`'s reduced vector, update the parent state, commit the next baton (fenced)."""
+    t_enter = t_enter or time.time()
+    determinism.configure()
+    parent, state = run.baton.resume()
+    if baton_digest(run, parent) != baton:
+        pos = _position(run, None if state is None else state["meta"])
+        return {"status": "done" if pos["done"] else "stale", "round": rnd, **pos}
+    ex = Exchange(run.store, _round(run, rnd, baton), run.config.dtype)
+    vector, info = ex.assemble()
+
+    model, optimizer = build(run.spec)
+    params = list(model_tensors(model).values())
+    first, stop = run.config.round_steps(rnd, run.spec.steps)
+    if run.config.sync == "gradients":
+        if state is not None:
+            restore(model, optimizer, state)
+        for p, g in zip(params, _unflat(vector, params)):
+            p.grad = g.clone()
+        apply_update(model, optimizer, run.spec, first)
+    else:
+        optimizer = torch.optim.SGD(params, lr=run.config.outer_lr, momentum=run.config.outer_momentum,
+                                    nesterov=run.config.outer_momentum > 0, foreach=False)
+        if state is not None:
+            restore(model, optimizer, state)
+        for p, d in zip(params, _unflat(vector, params)):
+            p.grad = -d  # the outer pseudo-gradient: theta_start - mean(theta_local)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    metas = info["metas"]
+    loss = sum(m["loss"] * m.get("weight", 1.0) for m in metas.values()) / sum(m.get("weight", 1.0) for m in metas.values())
+    meta = {"step": 0, "tokens": 0, "loss": None, "done": False, "cost_usd": 0.0, "timings": {},
+            "metrics": {"train": [], "eval": []}, "spec_digest": run.spec.digest()}
+    if state is not None:
+        meta.update({k: v for k, v in state["meta"].items() if k in meta})
+    round_cost = (sum(m.get("cost_usd", 0.0) for m in metas.values())
+                  + sum(r.get("cost_usd", 0.0) for r in info["reducers"]))
+    done = stop >= run.spec.steps
+    meta["metrics"]["train"].append([stop, loss, lr_at(run.spec, stop - 1)])
+    meta.update(step=stop, loss=loss, tokens=stop * run.spec.tokens_per_step, done=done, shards_round=rnd + 1,
+                shards_parent_baton=baton,
+                timings={"round_shard_max_s": max(m.get("seconds", 0.0) for m in metas.values())})
+    if done:
+        dataset = open_dataset(run.store, run.spec)
+        meta["val_loss"] = evaluate(model, run.spec, dataset)
+        meta["metrics"]["eval"].append([stop, meta["val_loss"]])
+    meta["rng"] = determinism.capture_rng()
+    meta["cost_usd"] += round_cost + cost_per_second * (time.time() - t_enter)
+    weights = {k: v.detach() for k, v in model_tensors(model).items()}
+    new = run.baton.commit(0 if parent is None else parent["gen"],
+                           {"weights": weights, "optimizer": optimizer.state_dict(), "meta": meta},
+                           leg_id=f"r{rnd:06d}")
+    if new is None:
+        return {"status": "lost_race", "round": rnd, "current_round": rnd + 1, "step": stop, "done": done}
+    if done:
+        run.store.write(f"{EVAL_PREFIX}{new['gen']:08d}.json",
+                        json.dumps({"gen": new["gen"], "step": stop, "loss": meta["val_loss"]}).encode())
+    swept = sweep(run.store, rnd)
+    _sweep_inner(run.store, rnd)  # the next round's shards read inner/<rnd>
+    run.baton.prune(run.spec.keep_last)
+    out = {"status": "committed", "round": rnd, "next_round": rnd + 1, "current_round": rnd + 1, "gen": new["gen"],
+           "step": stop, "loss": loss, "done": done, "cost_usd": meta["cost_usd"], "tokens": meta["tokens"],
+           "weights_sha256": new["weights_sha256"], "swept": swept, "commit_bytes_read": info["bytes_read"]}
+    if done:
+        out["val_loss"] = meta["val_loss"]
+    return out

@@ -1,0 +1,41 @@
+"""`relaytrain run FILE --local [--store URL]`: run a blueprint's topology on this machine.
+
+The blueprint is validated first (nothing starts, nothing is written on a bad one); then the
+topology runs through the runtime in child processes against the store, and the end report says
+what the same work would have cost on the cloud from the measured seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+from relaytrain_runtime import RelayError
+
+from relaytrain.blueprint import BlueprintError, load
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("file", help="blueprint file")
+    parser.add_argument("--local", action="store_true", help="run on this machine (required: the only mode so far)")
+    parser.add_argument("--store", help="store URL of the run (default: file://$PWD/runs/<blueprint name>)")
+    parser.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")
+
+
+def run(args) -> int:
+    try:
+        bp = load(args.file)
+    except BlueprintError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 2
+    if not args.local:
+        raise RelayError("relaytrain run needs --local (deployed runs start with `relaytrain launch`)")
+    store = args.store or (pathlib.Path.cwd() / "runs" / bp.name).as_uri()
+    from relaytrain.localrun import run_local
+
+    summary = run_local(bp, store)
+    if args.json:
+        print(json.dumps(summary, indent=1, default=str))
+    return 0
