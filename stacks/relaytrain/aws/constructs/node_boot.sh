@@ -27,7 +27,7 @@ imds() {
 STORE=$(imds tags/instance/relaytrain:store)
 PY=/opt/relaytrain/venv/bin/python
 if [ ! -x "$PY" ]; then
-  python3 -m venv /opt/relaytrain/venv
+  python3 -m venv /opt/relaytrain/venv || { apt-get update -q && apt-get install -y -q python3-venv && python3 -m venv /opt/relaytrain/venv; } || exit 1
   aws s3 cp "$RUNTIME_ASSET" /opt/relaytrain/runtime.zip
   rm -rf /opt/relaytrain/runtime && mkdir /opt/relaytrain/runtime
   (cd /opt/relaytrain/runtime && python3 -m zipfile -e ../runtime.zip .)
