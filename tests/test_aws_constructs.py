@@ -165,12 +165,20 @@ def test_gpu_nodes_from_hardened_launch_template(t):
     rank1 = next(tag for tag in tags.values() if tag["relaytrain:rank"] == "1")
     assert rank1["relaytrain:master"] == {"Fn::GetAtt": [rank0, "PrivateIp"]}
     user_data = json.dumps(template.find_resources("AWS::EC2::LaunchTemplate"))
-    for needle in ("torchrun", "-m relaytrain_runtime node", "--checkpoint-every", "300", "shutdown -h now", "systemctl enable --now relaytrain-node"):
+    for needle in ("torchrun", "-m relaytrain_runtime node", "--checkpoint-every", "CHECKPOINT_EVERY=300", "shutdown -h now",
+                   'NODE_OPTIONS=\\"--instance-type g5.xlarge --spot\\"', "systemctl enable --now relaytrain-node.service relaytrain-watch.timer"):
         assert needle in user_data, needle
 
 
-def test_default_gpu_node_is_p3_on_demand(t):
+def test_default_gpu_node_is_p3_on_demand_with_metrics_and_budget_stop(t, aws_blueprints):
     template = t("bert-large-ec2-gpu")
+    budget = aws_blueprints["bert-large-ec2-gpu"].budget_usd
+    user_data = json.dumps(template.find_resources("AWS::EC2::LaunchTemplate"))
+    assert f"BUDGET={float(budget)!r}" in user_data and 'NODE_OPTIONS=\\"--instance-type p3.2xlarge\\"' in user_data
+    template.has_resource_properties("AWS::CloudWatch::Alarm", {"AlarmName": "relaytrain-bert-large-ec2-gpu-BudgetReached", "Threshold": budget})
+    metrics = [s for s in statements(template) if s["Action"] == "cloudwatch:PutMetricData"]
+    assert metrics == [{"Action": "cloudwatch:PutMetricData", "Condition": {"StringEquals": {"cloudwatch:namespace": "relaytrain"}},
+                        "Effect": "Allow", "Resource": "*"}]
     data = next(iter(template.find_resources("AWS::EC2::LaunchTemplate").values()))["Properties"]["LaunchTemplateData"]
     assert data["InstanceType"] == "p3.2xlarge" and "InstanceMarketOptions" not in data
     template.resource_count_is("AWS::EC2::Instance", 1)
