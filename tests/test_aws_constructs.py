@@ -165,12 +165,20 @@ def test_gpu_nodes_from_hardened_launch_template(t):
     rank1 = next(tag for tag in tags.values() if tag["relaytrain:rank"] == "1")
     assert rank1["relaytrain:master"] == {"Fn::GetAtt": [rank0, "PrivateIp"]}
     user_data = json.dumps(template.find_resources("AWS::EC2::LaunchTemplate"))
-    for needle in ("torchrun", "-m relaytrain_runtime node", "--checkpoint-every", "300", "shutdown -h now", "systemctl enable --now relaytrain-node"):
+    for needle in ("torchrun", "-m relaytrain_runtime node", "--checkpoint-every", "CHECKPOINT_EVERY=300", "shutdown -h now",
+                   'NODE_OPTIONS=\\"--instance-type g5.xlarge --spot\\"', "systemctl enable --now relaytrain-node.service relaytrain-watch.timer"):
         assert needle in user_data, needle
 
 
-def test_default_gpu_node_is_p3_on_demand(t):
+def test_default_gpu_node_is_p3_on_demand_with_metrics_and_budget_stop(t, aws_blueprints):
     template = t("bert-large-ec2-gpu")
+    budget = aws_blueprints["bert-large-ec2-gpu"].budget_usd
+    user_data = json.dumps(template.find_resources("AWS::EC2::LaunchTemplate"))
+    assert f"BUDGET={float(budget)!r}" in user_data and 'NODE_OPTIONS=\\"--instance-type p3.2xlarge\\"' in user_data
+    template.has_resource_properties("AWS::CloudWatch::Alarm", {"AlarmName": "relaytrain-bert-large-ec2-gpu-BudgetReached", "Threshold": budget})
+    metrics = [s for s in statements(template) if s["Action"] == "cloudwatch:PutMetricData"]
+    assert metrics == [{"Action": "cloudwatch:PutMetricData", "Condition": {"StringEquals": {"cloudwatch:namespace": "relaytrain"}},
+                        "Effect": "Allow", "Resource": "*"}]
     data = next(iter(template.find_resources("AWS::EC2::LaunchTemplate").values()))["Properties"]["LaunchTemplateData"]
     assert data["InstanceType"] == "p3.2xlarge" and "InstanceMarketOptions" not in data
     template.resource_count_is("AWS::EC2::Instance", 1)
@@ -180,19 +188,20 @@ def test_default_gpu_node_is_p3_on_demand(t):
 # -- hybrid ---------------------------------------------------------------------------------
 def test_hybrid_pipeline_fans_out_trains_on_gpu_and_evaluates(t):
     states = definition(t("test-hybrid"))["States"]
+    plan = states["PlanPreprocess"]["Parameters"]["Payload"]
+    assert plan["op"] == "preprocess" and plan["phase"] == "plan"
+    assert plan["source"].endswith("/raw/") and plan["store"].endswith("/data/test-hybrid")
     pre = states["Preprocess"]
     assert pre["Type"] == "Map" and pre["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
-    assert pre["ItemReader"]["Resource"].endswith(":states:::s3:listObjectsV2")
-    assert pre["ItemReader"]["Parameters"]["Prefix"] == "raw/" and pre["MaxConcurrency"] == 16
-    inner = pre["ItemProcessor"]["States"]["PreprocessObject"]
-    assert inner["Parameters"]["Payload"]["op"] == "preprocess"
+    assert pre["ItemsPath"] == "$.plan.status.items" and pre["MaxConcurrency"] == 16
+    assert pre["ItemProcessor"]["States"]["PreprocessObject"]["Parameters"]["Payload.$"] == "$.event"
+    assert states["WriteManifest"]["Parameters"]["Payload"] == {"op": "preprocess", "phase": "manifest", "store": plan["store"]}
     assert states["StartGpuNodes"]["Resource"].endswith(":states:::aws-sdk:ec2:runInstances")
     wait = states["TrainOnGpu"]
     assert wait["Resource"].endswith(":states:::aws-sdk:s3:putObject.waitForTaskToken")
     assert wait["Parameters"]["Body"]["token.$"] == "$$.Task.Token"
     assert states["StopGpuNodes"]["Resource"].endswith(":states:::aws-sdk:ec2:terminateInstances")
-    evaluate = states["Evaluate"]
-    assert evaluate["Type"] == "Map" and evaluate["ItemProcessor"]["States"]["EvaluateCheckpoint"]["Parameters"]["Payload"]["op"] == "evaluate"
+    assert states["Evaluate"]["Parameters"]["Payload"] == {"op": "evaluate", "store.$": "$.store"}
     # the nodes answer the token of this state machine and nothing else
     node_statements = [s for s in statements(t("test-hybrid")) if "states:SendTaskSuccess" in s["Action"]]
     assert len(node_statements) == 1 and ":stateMachine:relaytrain-test-hybrid-pipeline" in json.dumps(node_statements[0]["Resource"])
@@ -226,3 +235,31 @@ def test_cdk_nag_fails_an_unacknowledged_finding():
     sqs.Queue(Stack(app, "Bad"), "Queue")  # no DLQ, no TLS-only policy: AwsSolutions-SQS3, SQS4
     with pytest.raises(Exception, match="AwsSolutions-SQS"):
         app.synth()
+
+
+# -- bad input ------------------------------------------------------------------------------
+def test_bad_props_and_blueprints_are_refused_with_one_clear_line():
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_lambda as lambda_
+
+    from relaytrain.aws.constructs import LambdaStepTrainer, StageFunction, TrainingNetwork
+    from relaytrain.aws.stack import RelaytrainStack
+    from relaytrain.blueprint.schema import Blueprint
+    from relaytrain_runtime import RelayError
+
+    stack = Stack(App(), "S")
+    network = TrainingNetwork(stack, "Net")
+    from relaytrain.aws.constructs import EfsCache
+
+    cache = EfsCache(stack, "Cache", vpc=network.vpc, workers=network.worker_security_group)
+    code = lambda_.DockerImageCode.from_image_asset("runtime")
+    with pytest.raises(RelayError, match=r"mount_path '/cache' must be under /mnt/"):
+        StageFunction(stack, "F", code=code, memory_mb=1024, timeout_s=60, vpc=network.vpc,
+                      access_point=cache.access_point, mount_path="/cache")
+    with pytest.raises(RelayError, match="not both"):
+        LambdaStepTrainer(stack, "T", store_root="s3://b/runs", spec={})
+    with pytest.raises(RelayError, match="legs_per_execution must be >= 1"):
+        LambdaStepTrainer(stack, "T2", store_root="s3://b/runs", spec={}, code=code, memory_mb=1024, timeout_s=60, legs_per_execution=0)
+    shards = Blueprint.model_validate({"name": "x", "cloud": "aws", "topology": "function-shards"})
+    with pytest.raises(RelayError, match="function-shards runs on GCP only"):
+        RelaytrainStack(App(), shards)

@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-import pytest
 
 # W3005 (an explicit DependsOn that a GetAtt already implies): CDK adds DependsOn from a Lambda
 # function / state machine to its role's default policy so the policy exists before the first

@@ -53,3 +53,10 @@ def test_launch_errors_are_one_line(aws_templates, cfn_deploy):
     cfn_deploy(stack_template_of(aws_templates, "test-gpu"), "relaytrain-test-gpu")
     gpu = relaytrain("launch", str(AWS_TEST_BLUEPRINTS / "gpu.yaml"))
     assert gpu.returncode == 2 and "has no state machine" in gpu.stderr and len(gpu.stderr.strip().splitlines()) == 1
+
+
+def test_light_aws_verbs_import_neither_cdk_nor_torch():
+    code = ("import relaytrain.commands.launch, relaytrain.commands.status, relaytrain.aws.deployed, relaytrain.aws.names, sys, json; "
+            "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))")
+    mods = set(json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout))
+    assert not {"aws_cdk", "constructs", "jsii", "torch"} & mods

@@ -76,7 +76,7 @@ def start_run(blueprint: Blueprint, run: str | None = None, region: str | None =
         raise DeployError(f"blueprint {blueprint.name!r} ({blueprint.topology}) has no state machine: "
                           "its GPU nodes start training when the stack is deployed (see `relaytrain status`)")
     run = run or blueprint.name
-    name = f"{run}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"[:80]
+    name = f"{run}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"[:72]  # room for hop names (NAME-LEGS <= 80)
     sfn = _client("stepfunctions", region_of(blueprint, region))
     started = _call(f"start execution of {arn}", sfn.start_execution, stateMachineArn=arn, name=name, input=json.dumps({"run": run}))
     return {"execution": started["executionArn"], "store": run_store(outputs, run), "run": run}

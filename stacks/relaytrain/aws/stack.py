@@ -26,10 +26,18 @@ from relaytrain.aws.constructs.gpu_node import DEFAULT_INSTANCE_TYPE, DLAMI_PARA
 from relaytrain.aws.constructs.step_trainer import DEFAULT_LEGS_PER_EXECUTION, HANDLER
 from relaytrain.blueprint.schema import Blueprint, Lambda
 from relaytrain_runtime import RelayError
+from relaytrain_runtime.pricing import INSTANCE_HOURLY_USD
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 RUNTIME_DIR = ROOT / "runtime"  # build context of the runtime image (runtime/Dockerfile)
 ASSET_EXCLUDE = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", ".pytest_cache", "build", "dist"]
+
+
+def price_options(instance_type: str, spot: bool) -> str:
+    """Node flags that make the run accrue the instance price (none for a type without a price)."""
+    if instance_type not in INSTANCE_HOURLY_USD:
+        return ""
+    return f"--instance-type {instance_type}" + (" --spot" if spot else "")
 
 
 class RelaytrainStack(Stack):
@@ -160,6 +168,8 @@ class RelaytrainStack(Stack):
             root_volume_gb=gpu.root_volume_gb,
             checkpoint_every_s=gpu.checkpoint_every_s,
             image_parameter=gpu.image or DLAMI_PARAMETER,
+            node_options=price_options(gpu.instance_type or DEFAULT_INSTANCE_TYPE, gpu.spot),
+            budget_usd=self.blueprint.budget_usd,
         )
         self.data.grant_prefix_read_write(node.role, RUN_PREFIX)
         self.data.grant_prefix_read(node.role, DATA_PREFIX)
@@ -169,6 +179,8 @@ class RelaytrainStack(Stack):
         self._require_gpu()
         network = TrainingNetwork(self, "Network", public_subnets=True)
         self.gpu_node = self._node(network, launch=True)
+        RunObservability(self, "Observability", run=self.run_name, budget_usd=self.blueprint.budget_usd,
+                         dashboard_name=stack_name(self.blueprint))
 
     def _hybrid(self) -> None:
         self._require_gpu()
@@ -179,16 +191,20 @@ class RelaytrainStack(Stack):
         preprocess = StageFunction(self, "Preprocess", description="relaytrain preprocess (one raw object per invocation)", **self._stage_props(pre_cfg))
         evaluate = StageFunction(self, "Evaluate", description="relaytrain evaluate (one checkpoint per invocation)", **self._stage_props(eval_cfg))
         raw = bp.dataset.raw_prefix
+        bucket = self.data.bucket.bucket_name
+        # preprocessing writes the dataset the spec names (an s3:// URL), else s3://BUCKET/data/RUN
+        dataset = bp.training.dataset if bp.training.dataset.startswith("s3://") else f"s3://{bucket}/{DATA_PREFIX}{self.run_name}"
         self.data.grant_prefix_read(preprocess.function, raw)
-        for stage in (preprocess, evaluate):
-            self.data.grant_prefix_read_write(stage.function, RUN_PREFIX)
-            self.data.grant_prefix_read(stage.function, DATA_PREFIX)
+        self.data.grant_prefix_read_write(preprocess.function, DATA_PREFIX)
+        self.data.grant_prefix_read_write(evaluate.function, RUN_PREFIX)
+        self.data.grant_prefix_read(evaluate.function, DATA_PREFIX)
         pipeline = HybridPipeline(
             self,
             "Pipeline",
             bucket=self.data.bucket,
             run_prefix=RUN_PREFIX,
-            raw_prefix=raw,
+            dataset_store=dataset,
+            source=f"s3://{bucket}/{raw}",
             preprocess=preprocess.function,
             evaluate=evaluate.function,
             launch_template=node.launch_template,

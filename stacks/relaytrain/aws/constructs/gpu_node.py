@@ -30,8 +30,12 @@ class GpuTrainingNode(Construct):
     resumes from the baton when capacity returns), and user data that installs the runtime from
     `runtime_asset` and runs `relaytrain-runtime node` as a systemd service. Each node reads its
     store URL (tag `relaytrain:store`) and rank from instance tags; several nodes form one torchrun
-    job with its rendezvous on node 0 inside a cluster placement group. When the run is done the
-    node answers a waiting task token (hybrid pipeline) and shuts itself down (instances stop).
+    job with its rendezvous on node 0 inside a cluster placement group. `node_options` go to the
+    node entry point (the stack passes the instance price to accrue). Every 5 minutes a timer
+    publishes the baton (Step, Tokens, CostUsd, Loss; namespace `metrics_namespace`, dimension Run)
+    and, once the accrued cost reaches `budget_usd`, stops the node (SIGTERM: it checkpoints) and
+    the machine. When the run is done the node answers a waiting task token (hybrid pipeline) and
+    shuts itself down (instances stop).
 
     `launch=True` creates the instances with the stack (tag `relaytrain:store` = `store`);
     `launch=False` creates only the template for an orchestrator to run (it sets the tags).
@@ -57,6 +61,9 @@ class GpuTrainingNode(Construct):
         root_volume_gb: int = 200,
         checkpoint_every_s: int = 600,
         image_parameter: str = DLAMI_PARAMETER,
+        node_options: str = "",
+        budget_usd: float | None = None,
+        metrics_namespace: str = "relaytrain",
         role: iam.IRole | None = None,
         subnets: ec2.SubnetSelection | None = None,
     ) -> None:
@@ -79,6 +86,13 @@ class GpuTrainingNode(Construct):
                                                      resource=runtime_asset.s3_bucket_name, resource_name=runtime_asset.s3_object_key)],
             )
         )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"],
+                                conditions={"StringEquals": {"cloudwatch:namespace": metrics_namespace}})
+        )
+        nag.ack(self.role, "AwsSolutions-IAM5[Resource::*]",
+                "cloudwatch:PutMetricData has no resource-level permissions (limited to the relaytrain namespace); "
+                "ec2:DescribeInstances (hybrid rendezvous) has none either")
         if role is None:
             nag.ack(self.role, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
                     "Session Manager access to the nodes instead of SSH: no inbound port is opened")
@@ -97,6 +111,8 @@ class GpuTrainingNode(Construct):
             .replace("__RUNTIME_ASSET__", runtime_asset.s3_object_url)
             .replace("__NODES__", str(nodes))
             .replace("__CHECKPOINT_EVERY__", str(checkpoint_every_s))
+            .replace("__NODE_OPTIONS__", node_options)
+            .replace("__BUDGET__", "" if budget_usd is None else repr(float(budget_usd)))
             .replace("__REGION__", Stack.of(self).region)
         )
         user_data = ec2.UserData.custom(script)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jsii
 from aws_cdk import ArnFormat, Duration, Names, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -19,53 +18,14 @@ from relaytrain.aws.constructs.step_trainer import ack_state_machine_role, lambd
 TOKEN_KEY = "control/gpu-node-task.json"  # under the run's store; the node answers the token when done
 
 
-def list_prefix(bucket: s3.IBucket, prefix: str) -> iam.PolicyStatement:
-    return iam.PolicyStatement(
-        actions=["s3:ListBucket"], resources=[bucket.bucket_arn], conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}}
-    )
-
-
-@jsii.implements(sfn.IItemReader)
-class PrefixObjectsReader:
-    """A Distributed Map reader over the objects under one key prefix, whose ListBucket grant is
-    limited to that prefix (CDK's S3ObjectsItemReader grants listing of the whole bucket)."""
-
-    def __init__(self, bucket: s3.IBucket, prefix: str) -> None:
-        self._bucket, self._prefix = bucket, prefix
-
-    @property
-    def bucket(self) -> s3.IBucket:
-        return self._bucket
-
-    @property
-    def bucket_name_path(self) -> str | None:
-        return None
-
-    @property
-    def max_items(self):
-        return None
-
-    @property
-    def resource(self) -> str:
-        return f"arn:{Stack.of(self._bucket).partition}:states:::s3:listObjectsV2"
-
-    def render(self, query_language=None):
-        return {"Resource": self.resource, "Parameters": {"Bucket": self._bucket.bucket_name, "Prefix": self._prefix}}
-
-    def provide_policy_statements(self) -> list[iam.PolicyStatement]:
-        return [list_prefix(self._bucket, self._prefix)]
-
-    def validate_item_reader(self) -> list[str]:
-        return []
-
-
 class HybridPipeline(Construct):
-    """preprocess (Distributed Map over raw-text objects) -> GPU training (wait for the node's
-    task token) -> evaluate (Map over the run's checkpoint manifests).
+    """preprocess (plan, then a Distributed Map with one invocation per raw-text object, then the
+    manifest) -> GPU training (wait for the node's task token) -> evaluate the final checkpoint.
 
-    Execution input: `{"run": NAME}`; the run's store is `s3://BUCKET/RUN_PREFIX/NAME`, raw text
-    lives under `raw_prefix`. The GPU nodes are started from `launch_template` (`nodes` of them,
-    tagged with the store URL) and are terminated, spot requests included, once they report.
+    Execution input: `{"run": NAME}`; the run's store is `s3://BUCKET/RUN_PREFIX/NAME`; raw text
+    objects under the URL `source` become the dataset at `dataset_store`. The GPU nodes are started
+    from `launch_template` (`nodes` of them, tagged with the store URL) and terminated, their spot
+    requests cancelled, once they report (or the wait fails).
 
     Exposes: `state_machine`, `log_group`.
     """
@@ -77,7 +37,8 @@ class HybridPipeline(Construct):
         *,
         bucket: s3.IBucket,
         run_prefix: str,
-        raw_prefix: str,
+        dataset_store: str,
+        source: str,
         preprocess: lambda_.IFunction,
         evaluate: lambda_.IFunction,
         launch_template: ec2.LaunchTemplate,
@@ -99,21 +60,29 @@ class HybridPipeline(Construct):
         store = f"States.Format('s3://{bucket.bucket_name}/{run_prefix}{{}}', $.run)"
         start = sfn.Pass(self, "StartRun", parameters={"run.$": "$.run", "store.$": store})
 
+        # preprocess: plan (tokenizer, one event per raw object) -> one shard per object -> manifest
+        plan = lambda_task(
+            self, "PlanPreprocess", preprocess,
+            {"op": "preprocess", "phase": "plan", "store": dataset_store, "source": source},
+            retries=retries, timeout_s=stage_timeout_s, result_path="$.plan",
+        )
         fan_out = sfn.DistributedMap(
             self,
             "Preprocess",
-            item_reader=PrefixObjectsReader(bucket, raw_prefix),
-            item_selector={"store.$": "$.store", "key.$": "$$.Map.Item.Value.Key"},
+            items_path="$.plan.status.items",
+            item_selector={"event.$": "$$.Map.Item.Value"},
             max_concurrency=max_concurrency or None,
             result_path=sfn.JsonPath.DISCARD,
         )
         fan_out.item_processor(
-            lambda_task(
-                self, "PreprocessObject", preprocess,
-                {"op": "preprocess", "store.$": "$.store", "object.$": f"States.Format('s3://{bucket.bucket_name}/{{}}', $.key)"},
-                retries=retries, timeout_s=stage_timeout_s, result_path="$.result",
-            )
+            lambda_task(self, "PreprocessObject", preprocess, sfn.TaskInput.from_json_path_at("$.event"),
+                        retries=retries, timeout_s=stage_timeout_s, result_path="$.result")
         )
+        manifest = lambda_task(
+            self, "WriteManifest", preprocess, {"op": "preprocess", "phase": "manifest", "store": dataset_store},
+            retries=retries, timeout_s=stage_timeout_s, result_path="$.dataset",
+        )
+        refused = sfn.Fail(self, "StageRefused", error="StageError", cause="a preprocess or evaluate stage returned an error (see the execution history)")
 
         run_nodes = tasks.CallAwsService(
             self,
@@ -181,82 +150,46 @@ class HybridPipeline(Construct):
             task_timeout=sfn.Timeout.duration(training_timeout) if training_timeout else None,
             result_path="$.training",
         )
-        stop = tasks.CallAwsService(
-            self,
-            "StopGpuNodes",
-            service="ec2",
-            action="terminateInstances",
-            parameters={"InstanceIds.$": "$.nodes.instances"},
-            iam_resources=[stack.format_arn(service="ec2", resource="instance", resource_name="*")],
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        stop.add_retry(errors=["States.ALL"], interval=Duration.seconds(5), max_attempts=retries, backoff_rate=2.0)
-        training = sfn.Chain.start(run_nodes)
-        if spot:
-            cancel = tasks.CallAwsService(
-                self,
-                "CancelSpotRequests",
-                service="ec2",
-                action="cancelSpotInstanceRequests",
-                parameters={"SpotInstanceRequestIds.$": "$.nodes.spot_requests"},
-                iam_resources=[stack.format_arn(service="ec2", resource="spot-instances-request", resource_name="*")],
-                result_path=sfn.JsonPath.DISCARD,
-            )
-            cancel.add_retry(errors=["States.ALL"], interval=Duration.seconds(5), max_attempts=retries, backoff_rate=2.0)
-            failed_cleanup = sfn.Chain.start(
-                tasks.CallAwsService(
-                    self, "CancelSpotRequestsAfterFailure", service="ec2", action="cancelSpotInstanceRequests",
-                    parameters={"SpotInstanceRequestIds.$": "$.nodes.spot_requests"},
-                    iam_resources=[stack.format_arn(service="ec2", resource="spot-instances-request", resource_name="*")],
+        def release_nodes(suffix: str) -> sfn.Chain:
+            """Cancel the nodes' spot requests (a persistent request would relaunch them), then terminate them."""
+            calls = [("CancelSpotRequests", "cancelSpotInstanceRequests", {"SpotInstanceRequestIds.$": "$.nodes.spot_requests"},
+                      "spot-instances-request")] if spot else []
+            calls.append(("StopGpuNodes", "terminateInstances", {"InstanceIds.$": "$.nodes.instances"}, "instance"))
+            steps = []
+            for state, action, parameters, kind in calls:
+                step = tasks.CallAwsService(
+                    self, state + suffix, service="ec2", action=action, parameters=parameters,
+                    iam_resources=[stack.format_arn(service="ec2", resource=kind, resource_name="*")],
                     result_path=sfn.JsonPath.DISCARD,
                 )
-            )
-        train_failed = sfn.Fail(self, "TrainingFailed", error_path="$.error.Error", cause_path="$.error.Cause")
-        stop_after_failure = tasks.CallAwsService(
-            self, "StopGpuNodesAfterFailure", service="ec2", action="terminateInstances",
-            parameters={"InstanceIds.$": "$.nodes.instances"},
-            iam_resources=[stack.format_arn(service="ec2", resource="instance", resource_name="*")],
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        if spot:
-            failed_cleanup.next(stop_after_failure)
-            wait.add_catch(failed_cleanup, errors=["States.ALL"], result_path="$.error")
-        else:
-            wait.add_catch(stop_after_failure, errors=["States.ALL"], result_path="$.error")
-        stop_after_failure.next(train_failed)
+                step.add_retry(errors=["States.ALL"], interval=Duration.seconds(5), max_attempts=retries, backoff_rate=2.0)
+                steps.append(step)
+            chain = sfn.Chain.start(steps[0])
+            for step in steps[1:]:
+                chain = chain.next(step)
+            return chain
 
-        listing = tasks.CallAwsService(
-            self,
-            "ListCheckpoints",
-            service="s3",
-            action="listObjectsV2",
-            parameters={"Bucket": bucket.bucket_name, "Prefix.$": f"States.Format('{run_prefix}{{}}/baton/', $.run)"},
-            # the generated grant duplicates the token write below; the listing is granted per prefix
-            iam_resources=[bucket.arn_for_objects(f"{run_prefix}*")],
-            iam_action="s3:PutObject",
-            additional_iam_statements=[list_prefix(bucket, run_prefix)],
-            result_selector={"keys.$": "$.Contents[*].Key"},
-            result_path="$.checkpoints",
+        wait.add_catch(
+            release_nodes("AfterFailure").next(sfn.Fail(self, "TrainingFailed", error_path="$.error.Error", cause_path="$.error.Cause")),
+            errors=["States.ALL"],
+            result_path="$.error",
         )
-        evaluate_map = sfn.Map(
-            self,
-            "Evaluate",
-            items_path="$.checkpoints.keys",
-            item_selector={"store.$": "$.store", "key.$": "$$.Map.Item.Value"},
-            max_concurrency=max_concurrency or 0,
-            result_path="$.evaluations",
+
+        evaluate_final = lambda_task(
+            self, "Evaluate", evaluate, {"op": "evaluate", "store.$": "$.store"},
+            retries=retries, timeout_s=stage_timeout_s, result_path="$.evaluation",
         )
-        evaluate_map.item_processor(
-            lambda_task(
-                self, "EvaluateCheckpoint", evaluate,
-                {"op": "evaluate", "store.$": "$.store", "manifest.$": "$.key"},
-                retries=retries, timeout_s=stage_timeout_s, result_path="$.result",
-            )
+        chain = (
+            start.next(plan)
+            .next(sfn.Choice(self, "PlanOk?").when(sfn.Condition.is_present("$.plan.status.error"), refused).otherwise(fan_out).afterwards())
+            .next(manifest)
+            .next(sfn.Choice(self, "ManifestOk?").when(sfn.Condition.is_present("$.dataset.status.error"), refused).otherwise(run_nodes).afterwards())
+            .next(wait)
+            .next(release_nodes(""))
+            .next(evaluate_final)
         )
-        chain = start.next(fan_out).next(run_nodes).next(wait)
-        if spot:
-            chain = chain.next(cancel)
-        chain.next(stop).next(listing).next(evaluate_map).next(sfn.Succeed(self, "PipelineDone"))
+        chain.next(sfn.Choice(self, "EvaluateOk?").when(sfn.Condition.is_present("$.evaluation.status.error"), refused)
+                   .otherwise(sfn.Succeed(self, "PipelineDone")))
 
         self.log_group = logs.LogGroup(
             self, "Logs", log_group_name=f"/aws/vendedlogs/states/{name}",
@@ -291,6 +224,5 @@ class HybridPipeline(Construct):
         )
         node_role.add_to_principal_policy(
             iam.PolicyStatement(actions=["ec2:DescribeInstances"], resources=["*"])  # finds node 0 for the rendezvous
-        )
-        nag.ack(node_role, "AwsSolutions-IAM5[Resource::*]", "ec2:DescribeInstances supports no resource-level permissions")
+        )  # acknowledged with the node role's other Resource::* grant (GpuTrainingNode)
 
