@@ -19,11 +19,12 @@ import sys
 import time
 import uuid
 
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from relaytrain_runtime import RelayError
+from relaytrain_runtime.tensorfile import decode, encode
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import NotFound, Store, open_store
 
@@ -39,13 +40,20 @@ class CorruptCheckpoint(RelayError):
     """A checkpoint object is missing, truncated or does not match its manifest."""
 
 
+WEIGHTS_METADATA = {"format": "pt"}
+
+
 def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 over the tensors in sorted-name order (name, dtype, shape, bytes): equal iff the weights are."""
+    """sha256 of the tensors' canonical safetensors encoding (sorted names; dtype, shape and bytes of each):
+    equal iff the weights are. It is also the sha256 of a checkpoint's weights.safetensors, so a commit
+    gets it without a second pass over the weights."""
+    return _sha256_parts(encode(tensors, WEIGHTS_METADATA))
+
+
+def _sha256_parts(parts) -> str:
     h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous().cpu()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    for part in parts:
+        h.update(part)
     return h.hexdigest()
 
 
@@ -131,15 +139,17 @@ class Baton:
             raise CorruptCheckpoint(f"{key} is corrupt (not a commit manifest)") from None
         return commit
 
-    def _read_verified(self, commit: dict, name: str) -> bytes:
+    def _read_verified(self, commit: dict, name: str) -> bytearray:
         obj = commit["objects"][name]
-        try:
-            raw = self.store.read(obj["key"])
-        except NotFound:
-            raise CorruptCheckpoint(f"{obj['key']} is missing") from None
+        h = hashlib.sha256()
+        with ThreadPoolExecutor(1) as hasher:  # one worker keeps the chunks in order; hashing overlaps reading
+            try:
+                raw = self.store.read_buffer(obj["key"], on_chunk=lambda view: hasher.submit(h.update, view))
+            except NotFound:
+                raise CorruptCheckpoint(f"{obj['key']} is missing") from None
         if len(raw) != obj["size"]:
             raise CorruptCheckpoint(f"{obj['key']} is truncated ({len(raw)} of {obj['size']} bytes)")
-        if hashlib.sha256(raw).hexdigest() != obj["sha256"]:
+        if h.hexdigest() != obj["sha256"]:
             raise CorruptCheckpoint(f"{obj['key']} is corrupt (sha256 mismatch)")
         return raw
 
@@ -163,9 +173,7 @@ class Baton:
 
     def latest(self, verify: bool = True) -> dict | None:
         """The newest commit whose objects verify (None if the run has no commit yet)."""
-        found_any = False
         for commit in self._candidates():
-            found_any = True
             try:
                 if verify:
                     for name in commit["objects"]:
@@ -173,15 +181,16 @@ class Baton:
                 return commit
             except CorruptCheckpoint as exc:
                 self._warn(f"checkpoint gen {commit['gen']} is unusable: {exc}; falling back to the previous one")
-        if found_any:
+        if self.next_gen > 1:  # commits exist, none usable: never restart silently from step 0
             raise self._no_usable()
         return None
 
     def load(self, commit: dict) -> dict:
         """The training state of a commit; raises CorruptCheckpoint if any object fails verification."""
-        weights = st_load(self._read_verified(commit, "weights"))
-        opt_tensors = st_load(self._read_verified(commit, "optimizer"))
-        state = json.loads(self._read_verified(commit, "state"))
+        with ThreadPoolExecutor(3) as pool:  # the objects load in parallel
+            raws = {name: pool.submit(self._read_verified, commit, name) for name in ("weights", "optimizer", "state")}
+            weights, opt_tensors = decode(raws["weights"].result()), decode(raws["optimizer"].result())
+            state = json.loads(raws["state"].result())
         return {"weights": weights, "optimizer": _unflatten_optimizer(opt_tensors, state.pop("optimizer")),
                 "meta": {**state, "gen": commit["gen"]}}
 
@@ -193,14 +202,12 @@ class Baton:
 
     def resume(self) -> tuple[dict | None, dict | None]:
         """(commit, state) of the newest loadable checkpoint, or (None, None) for a fresh run."""
-        found_any = False
         for commit in self._candidates():
-            found_any = True
             try:
                 return commit, self.load(commit)
             except CorruptCheckpoint as exc:
                 self._warn(f"checkpoint gen {commit['gen']} is unusable: {exc}; falling back to the previous one")
-        if found_any:
+        if self.next_gen > 1:  # commits exist, none usable: never restart silently from step 0
             raise self._no_usable()
         return None, None
 
@@ -217,23 +224,25 @@ class Baton:
         meta = dict(state["meta"])
         opt_tensors, opt_rest = _flatten_optimizer(state["optimizer"])
         payloads = {
-            "weights": (prefix + "weights.safetensors", lambda: st_save(state["weights"])),
-            "optimizer": (prefix + "optimizer.safetensors", lambda: st_save(opt_tensors)),
-            "state": (prefix + "state.json", lambda: json.dumps({**meta, "optimizer": opt_rest}).encode()),
+            "weights": (prefix + "weights.safetensors", lambda: encode(state["weights"], WEIGHTS_METADATA)),
+            "optimizer": (prefix + "optimizer.safetensors", lambda: encode(opt_tensors)),
+            "state": (prefix + "state.json", lambda: [json.dumps({**meta, "optimizer": opt_rest}).encode()]),
         }
         pause = float(os.environ.get(PAUSE_ENV) or 0)
         t0 = time.perf_counter()
         objects = {}
-        for name, (key, make) in payloads.items():
-            raw = make()
-            self.store.write(key, raw)
-            objects[name] = {"key": key, "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
-            del raw
-            if pause:
-                time.sleep(pause)
+        with ThreadPoolExecutor(1) as pool:  # hashing (GIL released) overlaps the writes
+            for name, (key, make) in payloads.items():
+                parts = make()
+                sha = pool.submit(_sha256_parts, parts)
+                self.store.write_parts(key, parts)
+                objects[name] = {"key": key, "size": sum(len(p) for p in parts), "sha256": sha.result()}
+                del parts
+                if pause:
+                    time.sleep(pause)
         commit = {
             "gen": gen, "parent": parent_gen, "leg_id": leg_id, "created": time.time(), "objects": objects,
-            "weights_sha256": weights_digest(state["weights"]),
+            "weights_sha256": objects["weights"]["sha256"],
             **{k: meta.get(k) for k in ("step", "tokens", "loss", "done", "cost_usd", "rng", "spec_digest")},
             "data": {"next_step": meta.get("step")},
             "save_seconds": round(time.perf_counter() - t0, 4),

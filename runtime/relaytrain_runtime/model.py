@@ -103,12 +103,15 @@ class GPT(nn.Module):
         self.config = cfg
         self.transformer = GPT2Body(cfg)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2
+        self.tie_weights()
         self.apply(self._init_weights)
         # GPT-2's scaled init of the residual projections
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    def tie_weights(self) -> None:
+        self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -281,6 +284,16 @@ def build_model(cfg: ModelConfig, seed: int | None = None) -> nn.Module:
     if cfg.family == "bert":
         return Bert(cfg)
     raise ValueError(f"unknown model family {cfg.family!r}")
+
+
+def empty_model(cfg: ModelConfig) -> nn.Module:
+    """The model with uninitialised CPU storage: for restoring a checkpoint without paying for the random init."""
+    with torch.device("meta"):
+        model = build_model(cfg)
+    model = model.to_empty(device="cpu")
+    if hasattr(model, "tie_weights"):
+        model.tie_weights()
+    return model
 
 
 def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:

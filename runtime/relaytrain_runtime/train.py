@@ -16,7 +16,7 @@ import math
 import torch
 
 from relaytrain_runtime.data import Dataset, batch, eval_batch
-from relaytrain_runtime.model import build_model, model_tensors
+from relaytrain_runtime.model import build_model, empty_model, model_tensors
 
 
 def make_optimizer(model: torch.nn.Module, spec) -> torch.optim.Optimizer:
@@ -27,9 +27,15 @@ def make_optimizer(model: torch.nn.Module, spec) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=spec.lr, betas=(spec.beta1, spec.beta2), eps=spec.eps, foreach=False)
 
 
-def build(spec) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    model = build_model(spec.model, seed=spec.seed)
-    return model, make_optimizer(model, spec)
+def build(spec, state: dict | None = None) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """Model and optimizer: initialised from the seed, or (given a Baton training state) restored from it."""
+    if state is None:
+        model = build_model(spec.model, seed=spec.seed)
+        return model, make_optimizer(model, spec)
+    model = empty_model(spec.model)  # every parameter is overwritten: skip the random init
+    optimizer = make_optimizer(model, spec)
+    restore(model, optimizer, state)
+    return model, optimizer
 
 
 def lr_at(spec, step: int) -> float:

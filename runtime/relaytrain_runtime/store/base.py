@@ -59,6 +59,18 @@ class Store(ABC):
     def size(self, key: str) -> int:
         return len(self.read(key))
 
+    def write_parts(self, key: str, parts) -> None:
+        """Atomically write the concatenation of `parts` (bytes-like). Stores that can stream override this."""
+        self.write(key, b"".join(parts))
+
+    def read_buffer(self, key: str, on_chunk=None) -> bytearray:
+        """The object's bytes in a writable buffer; `on_chunk(view)` is called with consecutive pieces as they
+        arrive (e.g. to hash while reading). Stores that can read in place or in parts override this."""
+        buf = bytearray(self.read(key))
+        if on_chunk is not None:
+            on_chunk(memoryview(buf))
+        return buf
+
     def put_file(self, key: str, path: str | os.PathLike) -> None:
         """Upload a local file (implementations use parallel parts for large files)."""
         with open(path, "rb") as fh:

@@ -19,13 +19,16 @@ class FileStore(Store):
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def _tmp(self, final: Path, data: bytes) -> str:
+    def _tmp(self, final: Path, data) -> str:
+        """Write `data` (bytes-like, or a list of parts written in order) to a synced temp file beside `final`."""
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
+            with os.fdopen(fd, "wb", buffering=0) as fh:
+                for part in data if isinstance(data, list) else [data]:
+                    view = memoryview(part)
+                    while view:
+                        view = view[fh.write(view):]
                 os.fsync(fh.fileno())
         except BaseException:
             _unlink(tmp)
@@ -43,6 +46,28 @@ class FileStore(Store):
         tmp = self._tmp(final, data)
         os.replace(tmp, final)
         _fsync_dir(final.parent)
+
+    def write_parts(self, key: str, parts) -> None:
+        final = self._path(key)
+        os.replace(self._tmp(final, list(parts)), final)
+        _fsync_dir(final.parent)
+
+    def read_buffer(self, key: str, on_chunk=None, chunk_bytes: int = 16 << 20) -> bytearray:
+        try:
+            with open(self._path(key), "rb", buffering=0) as fh:
+                size = os.fstat(fh.fileno()).st_size
+                buf = bytearray(size)
+                view, got = memoryview(buf), 0
+                while got < size:
+                    n = fh.readinto(view[got:got + chunk_bytes])
+                    if not n:
+                        break
+                    if on_chunk is not None:
+                        on_chunk(view[got:got + n])
+                    got += n
+        except FileNotFoundError:
+            raise NotFound(f"{self.url}/{key} does not exist") from None
+        return buf if got == size else buf[:got]
 
     def create(self, key: str, data: bytes) -> bool:
         final = self._path(key)

@@ -1,0 +1,155 @@
+"""Faults and bad input: SIGKILL at random moments (mid-step, mid-save) never corrupts the run, and bad
+input gets one clear line, a non-zero exit, no traceback, and nothing half-written."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+from relaytrain_runtime.baton import PAUSE_ENV, Baton
+from relaytrain_runtime.leg import run_leg
+from relaytrain_runtime.store import open_store
+
+LEG_STEPS = 4
+
+
+def _leg_proc(url: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "relaytrain_runtime", "leg", "--store", url, "--progress",
+                             "--max-steps", str(LEG_STEPS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def _wait_progress(proc: subprocess.Popen, count: int) -> bool:
+    seen = 0
+    while seen < count:
+        line = proc.stderr.readline()
+        if not line:
+            return False
+        seen += line.startswith("@progress ")
+    return True
+
+
+def test_sigkill_at_random_moments_never_corrupts_and_ends_identical(tiny_run):
+    steps = 60
+    reference = tiny_run(steps=steps)
+    run_leg(reference)
+    expected = Baton(open_store(reference)).latest()["weights_sha256"]
+
+    url = tiny_run(steps=steps)
+    store = open_store(url)
+    env = {**os.environ, PAUSE_ENV: "0.03"}  # widen the save window so that mid-save kills are frequent
+    rng = random.Random(20261128)
+    kills = mid_save = 0
+    while kills < 21:
+        proc = _leg_proc(url, env)
+        mode = kills % 3
+        if mode == 0:  # anywhere: start-up, load, training or save
+            time.sleep(rng.uniform(0.2, 1.8))
+        elif mode == 1:  # mid-step
+            _wait_progress(proc, rng.randint(1, LEG_STEPS - 1))
+            time.sleep(rng.uniform(0.0, 0.02))
+        else:  # the save follows the leg's last step
+            _wait_progress(proc, LEG_STEPS)
+            time.sleep(rng.uniform(0.0, 0.12))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.communicate()
+        baton = Baton(store)
+        commit = baton.latest(verify=True)  # every visible checkpoint verifies: nothing partial is ever loaded
+        assert baton.warnings == []
+        committed = {o["key"] for g in baton.gens() for o in baton.manifest(g)["objects"].values()}
+        orphans = {k for k in store.list("ckpt/") if k not in committed}
+        mid_save += bool(orphans)
+        for key in orphans:  # a killed save's objects, never referenced by a manifest
+            assert not any(key.startswith(f"ckpt/{g:08d}-{baton.manifest(g)['leg_id']}/") for g in baton.gens())
+        assert commit is None or commit["step"] <= steps
+    assert mid_save >= 1, "no kill landed mid-save"
+
+    while not (status := run_leg(url))["done"]:
+        pass
+    final = Baton(store).latest()
+    assert final["step"] == steps and final["weights_sha256"] == expected
+
+
+def _cli(*args, kit=False):
+    module = "relaytrain" if kit else "relaytrain_runtime"
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
+
+
+def _one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("relaytrain: warning:")]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_unknown_preset_is_one_line_and_writes_nothing(tmp_path):
+    store = tmp_path / "run"
+    proc = _cli("init", "--store", f"file://{store}", "--preset", "gpt5", "--steps", "3", kit=True)
+    _one_line_error(proc, "unknown 'gpt5'", "tiny-gpt")
+    assert not store.exists()
+
+
+def test_missing_store_is_one_line_and_creates_nothing(tmp_path):
+    store = tmp_path / "nowhere"
+    _one_line_error(_cli("leg", "--store", f"file://{store}"), "no run at", "relaytrain init")
+    _one_line_error(_cli("baton", "--store", f"file://{store}", "--json"), "no run at")
+    assert not store.exists()
+
+
+def test_unwritable_store_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    proc = _cli("init", "--store", f"file://{blocker}/run", "--preset", "tiny-gpt", "--steps", "3")
+    _one_line_error(proc, "cannot be created", "writable")
+
+
+def test_spec_mismatch_is_refused_and_the_run_untouched(tiny_run):
+    url = tiny_run()
+    before = open_store(url).read("spec.json")
+    proc = _cli("init", "--store", url, "--preset", "tiny-gpt", "--steps", "99", "--seed", "7")
+    _one_line_error(proc, "already holds a different run", "steps=12 (asked 99)", "new store URL")
+    assert open_store(url).read("spec.json") == before
+
+
+def test_corrupt_manifests_are_one_clear_line(tiny_run):
+    url = tiny_run()
+    store = open_store(url)
+    good = store.read("data/manifest.json")
+    store.write("data/manifest.json", good[:50])
+    _one_line_error(_cli("leg", "--store", url), "data/manifest.json is corrupt", "init")
+    assert not store.list("baton/")
+    store.write("data/manifest.json", good)
+    run_leg(url, max_steps=1)
+    store.write("baton/00000001.json", b"{\"truncated")
+    line = _one_line_error(_cli("leg", "--store", url), "no usable checkpoint")
+    assert "baton/" in line
+    store.write("spec.json", b"[]")
+    _one_line_error(_cli("baton", "--store", url, "--json"), "spec.json is unusable")
+
+
+def test_bad_leg_and_export_options_are_one_line(tiny_run, tmp_path):
+    url = tiny_run()
+    _one_line_error(_cli("leg", "--store", url, "--max-seconds", "0"), "--max-seconds must be > 0")
+    _one_line_error(_cli("export", "--store", url, "--out", str(tmp_path / "hf")), "no checkpoint yet")
+    assert not (tmp_path / "hf").exists()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    run_leg(url, max_steps=1)
+    _one_line_error(_cli("export", "--store", url, "--out", str(other)), "not an earlier export")
+    assert [p.name for p in other.iterdir()] == ["keep.txt"]
+
+
+def test_baton_json_reports_state(tiny_run):
+    url = tiny_run(steps=2)
+    run_leg(url)
+    info = json.loads(_cli("baton", "--store", url, "--json", kit=True).stdout)
+    assert info["step"] == 2 and info["done"] is True and info["loss"] > 0 and len(info["weights_sha256"]) == 64

@@ -1,0 +1,61 @@
+"""Models: canonical sizes, canonical parameter names, causal masking, the MLM head."""
+
+import pytest
+import torch
+
+from relaytrain_runtime.model import build_model, model_tensors
+from relaytrain_runtime.presets import PRESETS, get_preset
+
+# Known sizes of the canonical models (Hugging Face GPT2LMHeadModel / BertForMaskedLM, no pooler).
+KNOWN = {"gpt2-small": 124_439_808, "bert-base": 109_514_298, "bert-large": 335_174_458,
+         "tiny-gpt": 1_334_016, "tiny-bert": 1_355_136}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_parameter_count_is_pinned(name):
+    with torch.device("meta"):  # shapes only: no memory for bert-large
+        model = build_model(get_preset(name))
+    count = sum(p.numel() for p in model_tensors(model).values())
+    assert count == KNOWN[name] == get_preset(name).param_count()
+
+
+def test_gpt_names_match_gpt2_and_head_is_tied():
+    model = build_model(get_preset("tiny-gpt"), seed=0)
+    names = set(model_tensors(model))
+    assert {"transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.attn.c_attn.weight",
+            "transformer.h.3.mlp.c_proj.bias", "transformer.ln_f.weight"} <= names
+    assert "lm_head.weight" not in names and model.lm_head.weight is model.transformer.wte.weight
+
+
+def test_bert_names_match_bert_for_masked_lm():
+    names = set(model_tensors(build_model(get_preset("tiny-bert"), seed=0)))
+    assert {"bert.embeddings.word_embeddings.weight", "bert.embeddings.token_type_embeddings.weight",
+            "bert.encoder.layer.0.attention.self.query.weight", "bert.encoder.layer.0.attention.output.LayerNorm.bias",
+            "bert.encoder.layer.3.output.dense.weight", "cls.predictions.transform.dense.weight",
+            "cls.predictions.bias"} <= names
+    assert not any("pooler" in n or "decoder" in n for n in names)
+
+
+def test_gpt_is_causal_and_bert_is_not():
+    ids = torch.randint(3, 4096, (2, 16), generator=torch.Generator().manual_seed(1))
+    changed = ids.clone()
+    changed[:, 10] = (changed[:, 10] + 1) % 4096
+    gpt = build_model(get_preset("tiny-gpt"), seed=0).eval()
+    bert = build_model(get_preset("tiny-bert"), seed=0).eval()
+    with torch.no_grad():
+        a, b = gpt(ids)[0], gpt(changed)[0]
+        assert torch.equal(a[:, :10], b[:, :10]) and not torch.equal(a[:, 10:], b[:, 10:])
+        a, b = bert(ids)[0], bert(changed)[0]
+        assert not torch.allclose(a[:, :10], b[:, :10])
+
+
+def test_same_seed_same_weights_and_losses_are_finite():
+    cfg = get_preset("tiny-gpt")
+    a, b, c = build_model(cfg, seed=3), build_model(cfg, seed=3), build_model(cfg, seed=4)
+    ta, tb, tc = model_tensors(a), model_tensors(b), model_tensors(c)
+    assert all(torch.equal(ta[k], tb[k]) for k in ta) and not all(torch.equal(ta[k], tc[k]) for k in ta)
+    ids = torch.randint(3, 4096, (2, 16))
+    logits, loss = a(ids, ids)
+    assert logits.shape == (2, 16, 4096) and torch.isfinite(loss)
+    # an untrained model predicts close to uniform: loss near ln(V)
+    assert abs(loss.item() - torch.log(torch.tensor(4096.0)).item()) < 0.5
