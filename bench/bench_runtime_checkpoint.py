@@ -5,12 +5,15 @@ raw sequential write/read of the same bytes on the same disk, and against torch.
 
 Every writer fsyncs its files (the baton's atomic writes do; the baselines are made to as well).
 Reads come from the page cache for all three (the files were just written), on equal footing.
+`sha256_only` times hashing the same bytes once: checkpoints are hashed on save and verified on load
+(overlapped with the I/O), so on a CPU-starved machine that, not the disk, bounds the baton's speed.
 Prints one JSON object; ratios > 1 mean faster than the baseline.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -71,8 +74,10 @@ def main() -> None:
         state = full_state(args.preset)
         nbytes = state_bytes(state)
         blob = os.urandom(1 << 20) * (nbytes >> 20)  # the same number of bytes, for the raw disk baseline
-        res = {k: [] for k in ("raw_write", "raw_read", "torch_save", "torch_load", "baton_save", "baton_load")}
+        res = {k: [] for k in ("raw_write", "raw_read", "torch_save", "torch_load", "baton_save", "baton_load",
+                               "sha256_only")}
         for i in range(args.repeat):
+            res["sha256_only"].append(timed(lambda: hashlib.sha256(blob).digest()))  # the verification's floor
             raw = root / f"raw-{i}.bin"
 
             def raw_write():

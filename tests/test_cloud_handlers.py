@@ -50,6 +50,12 @@ def test_missing_op_module_is_a_structured_error():
     assert result["error"]["type"] == "BadEvent"
     assert "op 'ghost' is not available in this runtime (relaytrain_runtime.no_such_module is missing)" \
         == result["error"]["message"]
+    ops.OPS["ghost"] = "relaytrain_runtime.handlers.ops:no_such_function"
+    try:
+        result = ops.run_op({"store": "file:///tmp/x", "op": "ghost"}, time.time() + 60)
+    finally:
+        del ops.OPS["ghost"]
+    assert result["error"]["message"].endswith("(relaytrain_runtime.handlers.ops:no_such_function is missing)")
 
 
 def test_lambda_bad_events_through_awslambdaric():

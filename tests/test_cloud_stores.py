@@ -104,8 +104,16 @@ def test_large_file_parallel_parts_roundtrip(store, tmp_path, monkeypatch):
     store.write("ckpt/00000001-a/optimizer.safetensors", data[::-1])
     assert store.read("ckpt/00000001-a/optimizer.safetensors") == data[::-1]
     assert store.list() == ["ckpt/00000001-a/optimizer.safetensors", "ckpt/00000001-a/weights.safetensors"]
+    chunks = []
+    buf = store.read_buffer("ckpt/00000001-a/optimizer.safetensors", on_chunk=lambda v: chunks.append(bytes(v)))
+    assert buf == data[::-1] and b"".join(chunks) == data[::-1]  # consecutive pieces, in order
+    if not store.url.startswith("file://"):
+        assert len(chunks) >= 3  # it really came in parts
+    store.write_parts("ckpt/00000001-a/joined", [b"head", memoryview(data), b"tail"])
+    assert store.read("ckpt/00000001-a/joined") == b"head" + data + b"tail"
+    store.delete("ckpt/00000001-a/joined")
     store.write("empty", b"")
-    assert store.read("empty") == b"" and store.size("empty") == 0
+    assert store.read("empty") == b"" and store.size("empty") == 0 and store.read_buffer("empty") == bytearray()
 
 
 def test_s3_upload_killed_mid_object_leaves_nothing(s3_bucket, tmp_path, monkeypatch):

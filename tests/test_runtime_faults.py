@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from relaytrain_runtime.baton import PAUSE_ENV, Baton
 from relaytrain_runtime.leg import run_leg
 from relaytrain_runtime.store import open_store

@@ -36,7 +36,8 @@ def test_train_relays_legs_and_matches_one_leg(tiny_run, tmp_path):
 
 def test_a_leg_too_short_for_one_step_is_a_clear_error(tiny_run):
     url = tiny_run(steps=3)
-    proc = subprocess.run([sys.executable, "-m", "relaytrain_runtime", "train", "--store", url, "--leg-seconds", "0.01"],
+    proc = subprocess.run([sys.executable, "-m", "relaytrain_runtime", "train", "--store", url, "--leg-seconds", "0.01",
+                           "--max-retries", "0"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "use a larger --leg-seconds" in proc.stderr.strip().splitlines()[-1]
     assert "Traceback" not in proc.stderr
@@ -50,3 +51,18 @@ def test_tiny_gpt_learns_below_the_unigram_baseline(tiny_run):
     status = run_leg(url)
     baseline = json.loads(open_store(url).read("data/manifest.json"))["unigram_entropy_nats"]
     assert status["done"] and status["val_loss"] < baseline - 0.5, (status["val_loss"], baseline)
+
+
+def test_progress_is_a_bar_on_a_tty_and_plain_lines_otherwise():
+    import io
+
+    from relaytrain_runtime.relay import Progress
+
+    tty, plain = io.StringIO(), io.StringIO()
+    bar, lines = Progress(100, tty, tty=True), Progress(100, plain, tty=False)
+    for step in range(1, 101):
+        bar.update(step, 1 + step // 40, 5.0 - step / 100)
+        lines.update(step, 1 + step // 40, 5.0 - step / 100)
+    bar.close()
+    assert tty.getvalue().count("\r[") == 100 and "step 100/100  leg 3" in tty.getvalue()
+    assert "\r" not in plain.getvalue() and len(plain.getvalue().splitlines()) == 11  # 0 %, 10 %, ... 100 %

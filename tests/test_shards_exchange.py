@@ -54,9 +54,9 @@ def test_pack_detects_corruption_and_truncation():
     assert head["x"] == 1 and torch.equal(vec, torch.arange(10, dtype=torch.float32))
     flipped = bytearray(blob)
     flipped[-3] ^= 0xFF
-    with pytest.raises(ExchangeError, match="sha256 mismatch"):
+    with pytest.raises(ExchangeError, match="checksum mismatch"):
         unpack(bytes(flipped))
-    with pytest.raises(ExchangeError, match="sha256 mismatch"):
+    with pytest.raises(ExchangeError, match="truncated"):
         unpack(blob[:-4])
     with pytest.raises(ExchangeError, match="bad magic"):
         unpack(b"PK\x03\x04" + blob)

@@ -146,3 +146,26 @@ def test_cli_errors_are_one_line(new_run):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "no run at" in lines[0] and "Traceback" not in out.stderr
     assert not open_store(url).exists("shards.json")
+
+
+def test_handler_registry_serves_shard_and_reduce(new_run, clean, tmp_path):
+    """The cloud handlers' op registry runs these entry points, with their price and a dataset cache."""
+    import time as _time
+
+    from relaytrain_runtime.handlers.ops import run_op
+
+    url = new_run()
+    deadline = _time.time() + 600
+    for rnd in range(SPEC["steps"]):
+        shards = [run_op({"op": "shard", "store": url, "round": rnd, "shard": k, "shards": 2, "spec": SPEC,
+                          "functions": FUNCS, "cache_dir": str(tmp_path / "cache")}, deadline, cost_per_second=0.01)
+                  for k in range(2)]
+        assert [s["status"] for s in shards] == ["ok", "ok"], shards
+        out = run_op({"op": "reduce", "store": url, "round": rnd, "baton": shards[0]["baton"]}, deadline,
+                     cost_per_second=0.01)
+        assert out["status"] == "committed", out
+    assert out["done"] and out["cost_usd"] > 0  # every invocation's seconds were billed into the run
+    assert any((tmp_path / "cache").iterdir())  # dataset shards were cached
+    assert bitwise_equal(weights(url), clean)
+    bad = run_op({"op": "shard", "store": url, "round": 0}, deadline)
+    assert bad["error"]["message"].startswith("shard event: field 'shard' is missing")

@@ -40,14 +40,14 @@ class CorruptCheckpoint(RelayError):
     """A checkpoint object is missing, truncated or does not match its manifest."""
 
 
+WEIGHTS_METADATA = {"format": "pt"}
+
+
 def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 over the tensors in sorted-name order (name, dtype, shape, bytes): equal iff the weights are."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name]
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        h.update(encode({"t": t})[1])
-    return h.hexdigest()
+    """sha256 of the tensors' canonical safetensors encoding (sorted names; dtype, shape and bytes of each):
+    equal iff the weights are. It is also the sha256 of a checkpoint's weights.safetensors, so a commit
+    gets it without a second pass over the weights."""
+    return _sha256_parts(encode(tensors, WEIGHTS_METADATA))
 
 
 def _sha256_parts(parts) -> str:
@@ -224,15 +224,14 @@ class Baton:
         meta = dict(state["meta"])
         opt_tensors, opt_rest = _flatten_optimizer(state["optimizer"])
         payloads = {
-            "weights": (prefix + "weights.safetensors", lambda: encode(state["weights"], {"format": "pt"})),
+            "weights": (prefix + "weights.safetensors", lambda: encode(state["weights"], WEIGHTS_METADATA)),
             "optimizer": (prefix + "optimizer.safetensors", lambda: encode(opt_tensors)),
             "state": (prefix + "state.json", lambda: [json.dumps({**meta, "optimizer": opt_rest}).encode()]),
         }
         pause = float(os.environ.get(PAUSE_ENV) or 0)
         t0 = time.perf_counter()
         objects = {}
-        with ThreadPoolExecutor(2) as pool:  # hashing (GIL released) overlaps the writes
-            digest = pool.submit(weights_digest, state["weights"])
+        with ThreadPoolExecutor(1) as pool:  # hashing (GIL released) overlaps the writes
             for name, (key, make) in payloads.items():
                 parts = make()
                 sha = pool.submit(_sha256_parts, parts)
@@ -241,10 +240,9 @@ class Baton:
                 del parts
                 if pause:
                     time.sleep(pause)
-            weights_sha256 = digest.result()
         commit = {
             "gen": gen, "parent": parent_gen, "leg_id": leg_id, "created": time.time(), "objects": objects,
-            "weights_sha256": weights_sha256,
+            "weights_sha256": objects["weights"]["sha256"],
             **{k: meta.get(k) for k in ("step", "tokens", "loss", "done", "cost_usd", "rng", "spec_digest")},
             "data": {"next_step": meta.get("step")},
             "save_seconds": round(time.perf_counter() - t0, 4),

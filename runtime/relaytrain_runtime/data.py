@@ -26,6 +26,7 @@ import json
 import math
 import os
 import sysconfig
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,7 +228,8 @@ def _shard_array(store: Store, shard: dict, dtype: str, cache_dir: str | None) -
         raise DataError(f"{store.url}/{shard['name']} holds {len(arr)} tokens, the manifest says {shard['tokens']}")
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{cached}.part-{os.getpid()}"
+        # unique per writer: threads of one process, and Lambdas sharing an EFS cache (same pid), race here
+        tmp = f"{cached}.part-{os.getpid()}-{threading.get_ident()}-{os.urandom(4).hex()}"
         arr.tofile(tmp)
         os.replace(tmp, cached)
     return arr

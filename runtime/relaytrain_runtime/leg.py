@@ -17,6 +17,7 @@ import uuid
 from relaytrain_runtime import RelayError, determinism
 from relaytrain_runtime.baton import EVAL_PREFIX, Baton
 from relaytrain_runtime.data import ensure_dataset, open_dataset
+from relaytrain_runtime.model import model_tensors
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
 from relaytrain_runtime.train import build, evaluate, lr_at, train_step
@@ -67,7 +68,7 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     if spec is not None:
         baton.init(RunSpec.from_dict(spec) if isinstance(spec, dict) else spec)
     run_spec = baton.spec()
-    determinism.configure(threads)
+    threads = determinism.configure(threads)
     ensure_dataset(store, run_spec)
     dataset = open_dataset(store, run_spec, cache_dir)
     commit, state = baton.resume()
@@ -84,7 +85,7 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     step0 = meta["step"]
     status = {"status": "ok", "done": meta["done"], "step": step0, "gen": parent_gen, "loss": meta["loss"],
               "tokens": meta["tokens"], "cost_usd": meta["cost_usd"], "leg_steps": 0, "leg_id": leg_id,
-              "store": store.url, "warnings": baton.warnings,
+              "store": store.url, "warnings": baton.warnings, "threads": threads,
               "seconds": {"start": round(start_s, 3), "load": round(load_s, 3), "train": 0.0, "save": 0.0}}
     if meta["done"] or step0 >= run_spec.steps:
         status.update(status="done", done=True)
@@ -93,6 +94,7 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     # ---- train until the time box closes
     t_train = time.time()
     save_est = _save_estimate(run_spec, commit)
+    status["save_estimate_s"] = round(save_est, 3)
     step_times: list[float] = []
     step = step0
     while step < run_spec.steps and (max_steps is None or step - step0 < max_steps):
@@ -126,9 +128,8 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     meta["done"] = done
     meta["rng"] = determinism.capture_rng()
     meta["timings"] = {"step": sum(step_times) / len(step_times)}
-    meta["cost_usd"] = meta["cost_usd"] + cost_per_second * (time.time() - t_enter + start_s)
-    from relaytrain_runtime.model import model_tensors
-
+    # the worker's seconds so far, plus the save about to happen (estimated: the commit carries the cost)
+    meta["cost_usd"] = meta["cost_usd"] + cost_per_second * (time.time() - t_enter + start_s + save_est)
     weights = {k: v.detach() for k, v in model_tensors(model).items()}
     new = baton.commit(parent_gen, {"weights": weights, "optimizer": optimizer.state_dict(), "meta": meta},
                        leg_id=leg_id)
@@ -147,7 +148,6 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
                                 "perplexity": _exp(meta["val_loss"])}).encode())
     baton.prune(run_spec.keep_last)
     status["seconds"]["save"] = round(time.time() - t_save, 3)
-    status["save_estimate_s"] = round(save_est, 3)
     baton.write_leg_status(new["gen"], leg_id, status)
     return status
 
@@ -158,16 +158,14 @@ def _exp(x: float) -> float:
     return math.exp(x) if x < 700 else float("inf")
 
 
-def main_status_line(status: dict) -> str:
-    return json.dumps(status, sort_keys=True)
-
-
 def deadline_from(max_seconds: float | None) -> float | None:
+    """The absolute deadline of a time box of `max_seconds` counted from this process's start, like a
+    function's timeout: the interpreter's and imports' seconds are inside the box."""
     if max_seconds is None:
         return None
     if max_seconds <= 0:
         raise RelayError(f"--max-seconds must be > 0, got {max_seconds}")
-    return time.time() + max_seconds
+    return time.time() - process_age() + max_seconds
 
 
 def progress_printer(stream=sys.stderr):

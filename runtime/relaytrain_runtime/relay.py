@@ -16,7 +16,7 @@ import time
 
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.baton import Baton
-from relaytrain_runtime.data import ensure_dataset
+from relaytrain_runtime.data import dataset_store, ensure_dataset, read_manifest
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
 
@@ -125,18 +125,22 @@ def relay(store_url: str, spec: RunSpec | None = None, *, leg_seconds: float | N
                                  "see its output above; the run is intact in the store: resume with the same command")
             print(f"relaytrain: leg {leg_no} died (exit code {rc}); resuming from the store", file=stream, flush=True)
             continue
-        failures = 0
         if status["status"] == "done" and status["leg_steps"] == 0:
             break  # the run was already complete
+        if status["leg_steps"] == 0 and status["status"] == "ok":  # the time box closed before one step fit
+            failures += 1
+            if failures > max_retries:
+                progress.close()
+                raise RelayError(f"{failures} legs of {leg_seconds} s in a row could not fit one step plus a save "
+                                 f"(start {status['seconds']['start']:.1f} s, load {status['seconds']['load']:.1f} s, "
+                                 f"save estimate {status.get('save_estimate_s', 0):.1f} s); use a larger --leg-seconds")
+            continue
+        failures = 0
         status["wall_s"] = round(wall, 3)
         legs.append(status)
         progress.update(status["step"], leg_no, status["loss"])
         if status["done"]:
             break
-        if status["leg_steps"] == 0 and status["status"] == "ok":
-            progress.close()
-            raise RelayError(f"a leg of {leg_seconds} s cannot fit one step plus a save "
-                             f"(estimated save {status.get('save_estimate_s', '?')} s); use a larger --leg-seconds")
     progress.close()
     return finish(baton, run_spec, legs, time.time() - t_start, prep_s, stream)
 
@@ -145,8 +149,7 @@ def finish(baton: Baton, spec: RunSpec, legs: list[dict], total_s: float, prep_s
     """Print the per-leg table and the result; write the loss curve and a summary into the store."""
     commit = baton.latest(verify=True)
     state = baton.read_state(commit) if commit else {"metrics": {"train": [], "eval": []}}
-    manifest = json.loads(baton.store.read("data/manifest.json")) if spec.dataset == "stdlib" else {}
-    baseline = manifest.get("unigram_entropy_nats")
+    baseline = read_manifest(dataset_store(baton.store, spec)).get("unigram_entropy_nats")
     summary = {"store": baton.store.url, "preset": spec.preset, "steps": spec.steps,
                "step": commit["step"] if commit else 0, "done": bool(commit and commit["done"]),
                "train_loss": commit["loss"] if commit else None, "val_loss": state.get("val_loss"),

@@ -28,6 +28,7 @@ OPS: dict[str, str] = {
     "evaluate": "relaytrain_runtime.evaluate:evaluate_op",
     "shard": "relaytrain_runtime.shards.entry:shard_op",
     "reduce": "relaytrain_runtime.shards.entry:reduce_op",
+    "status": "relaytrain_runtime.shards.entry:status_op",  # function-shards: where an orchestrator starts
 }
 
 
@@ -66,7 +67,10 @@ def resolve(op: str):
         if exc.name and module_name.startswith(exc.name):
             raise BadEvent(f"op {op!r} is not available in this runtime ({exc.name} is missing)") from None
         raise
-    return getattr(module, fn_name)
+    fn = getattr(module, fn_name, None)
+    if fn is None:
+        raise BadEvent(f"op {op!r} is not available in this runtime ({OPS[op]} is missing)")
+    return fn
 
 
 def run_op(event, deadline: float, cost_per_second: float = 0.0) -> dict:

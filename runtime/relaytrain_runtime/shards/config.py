@@ -27,13 +27,15 @@ class ShardsConfig:
     shards: int = 4  # K function invocations per round
     sync: str = "gradients"  # "gradients" (exact data parallelism) or "diloco" (H local steps, outer Nesterov)
     local_steps: int = 8  # diloco: inner AdamW steps H per round
-    exchange_dtype: str = ""  # fp32 | bf16 | fp16; "" = fp32
+    exchange_dtype: str = "fp32"  # fp32 | bf16 | fp16 ("" = fp32)
     outer_lr: float = 0.7  # diloco outer step
     outer_momentum: float = 0.9
     inner_state: str = "keep"  # diloco: "keep" each shard's AdamW moments across rounds (in the store), or "reset"
     round_deadline_s: int = 0  # orchestrators: stragglers past it are retried (0 = the function timeout)
 
     def __post_init__(self) -> None:
+        if not self.exchange_dtype:
+            object.__setattr__(self, "exchange_dtype", "fp32")
         problems = []
         if not 1 <= self.shards <= MAX_SHARDS:
             problems.append(f"shards: must be 1..{MAX_SHARDS}, got {self.shards}")
@@ -56,7 +58,7 @@ class ShardsConfig:
 
     @property
     def dtype(self) -> str:
-        return self.exchange_dtype or "fp32"
+        return self.exchange_dtype
 
     @property
     def steps_per_round(self) -> int:

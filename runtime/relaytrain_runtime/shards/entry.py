@@ -6,12 +6,15 @@
 
 Optional in every event: "spec" (a RunSpec dict) and "functions" (the blueprint's functions:
 section) initialise the run on first use (identical: fine; different: error), and
-"cost_per_second" (USD) accrues this invocation's cost into the run. `deadline` is an absolute
+"cost_per_second" (USD) accrues this invocation's cost into the run; shard events take
+"cache_dir" (or env RELAYTRAIN_CACHE_DIR) to cache dataset shards locally. `deadline` is an absolute
 time.time() value (or None). Bad events raise RelayError with one clear line; the handlers turn
 it into {"error": {...}}.
 """
 
 from __future__ import annotations
+
+import os
 
 from relaytrain_runtime import RelayError
 
@@ -63,7 +66,10 @@ def shard_op(event: dict, deadline: float | None = None) -> dict:
     if shards is not None and shards != run.config.shards:
         raise BadEvent(f"shard event: shards={shards} but the run in {run.store.url} has {run.config.shards} "
                        "(functions.shards is fixed when the run starts)")
-    return run_shard(run, rnd, shard, deadline=deadline, cost_per_second=_cost(event))
+    cache_dir = event.get("cache_dir") or os.environ.get("RELAYTRAIN_CACHE_DIR") or None
+    if cache_dir is not None and not isinstance(cache_dir, str):
+        raise BadEvent(f"shard event: field 'cache_dir' must be a path, got {cache_dir!r}")
+    return run_shard(run, rnd, shard, deadline=deadline, cost_per_second=_cost(event), cache_dir=cache_dir)
 
 
 def reduce_op(event: dict, deadline: float | None = None) -> dict:

@@ -10,7 +10,7 @@ Each shard writes N values, each reducer reads N and writes N/K, the commit read
 traffic per function is O(N) whatever K is, and the K reducers can run in parallel.
 
 Every object carries a header naming the run (spec digest), the round, the parent baton's
-digest, the shard, the piece and the payload's sha256; readers check all of them, so a round
+digest, the shard, the piece, the payload's length and CRC-32; readers check all of them, so a round
 never mixes vectors computed from two different batons, and a truncated or foreign object is
 refused. Objects live under a key that includes the baton digest, so a stale shard from another
 baton writes where nobody reads. `sweep` deletes the rounds up to a committed one.
@@ -21,9 +21,9 @@ small gradients do not flush to zero; reduction always happens in fp32.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
+import zlib
 from dataclasses import dataclass
 
 import torch
@@ -54,8 +54,10 @@ def piece_bounds(numel: int, pieces: int) -> list[tuple[int, int]]:
     return out
 
 
-def encode(vector: torch.Tensor, dtype: str) -> tuple[bytes, float]:
-    """fp32 1-D vector -> (payload bytes in `dtype`, scale). Decode multiplies by 1/scale."""
+def encode(vector: torch.Tensor, dtype: str) -> tuple[memoryview, float]:
+    """fp32 1-D vector -> (payload bytes in `dtype`, scale). Decode multiplies by 1/scale.
+
+    The payload is a view of the cast tensor (no copy: large vectors are hundreds of MB)."""
     if dtype not in DTYPES:
         raise ExchangeError(f"exchange dtype {dtype!r} is not supported (choose one of: {', '.join(DTYPES)})")
     v = vector.detach().to(torch.float32).contiguous().view(-1)
@@ -70,11 +72,11 @@ def encode(vector: torch.Tensor, dtype: str) -> tuple[bytes, float]:
     t = v.to(DTYPES[dtype])
     # bf16 has no numpy dtype: ship its raw 16-bit words
     raw = t.view(torch.int16) if dtype == "bf16" else t
-    return raw.numpy().tobytes(), scale
+    return memoryview(raw.numpy()).cast("B"), scale
 
 
-def decode(payload: bytes, dtype: str, numel: int, scale: float) -> torch.Tensor:
-    """Inverse of `encode`: an fp32 1-D tensor."""
+def decode(payload, dtype: str, numel: int, scale: float) -> torch.Tensor:
+    """Inverse of `encode` (any bytes-like payload): a new fp32 1-D tensor."""
     if dtype not in DTYPES:
         raise ExchangeError(f"exchange dtype {dtype!r} is not supported (choose one of: {', '.join(DTYPES)})")
     width = DTYPES[dtype].itemsize
@@ -82,7 +84,7 @@ def decode(payload: bytes, dtype: str, numel: int, scale: float) -> torch.Tensor
         raise ExchangeError(f"payload has {len(payload)} bytes, expected {numel * width} ({numel} x {dtype})")
     if not numel:
         return torch.zeros(0, dtype=torch.float32)
-    buf = bytearray(payload)  # writable, so torch does not warn about read-only memory
+    buf = bytearray(payload)  # our own writable copy: the result never aliases the store's bytes
     if dtype == "bf16":
         t = torch.frombuffer(buf, dtype=torch.int16).view(torch.bfloat16)
     else:
@@ -96,10 +98,9 @@ def decode(payload: bytes, dtype: str, numel: int, scale: float) -> torch.Tensor
 def pack(header: dict, vector: torch.Tensor, dtype: str) -> bytes:
     """One self-describing object: MAGIC, header length, JSON header, payload."""
     payload, scale = encode(vector, dtype)
-    head = dict(header, dtype=dtype, numel=vector.numel(), scale=scale,
-                sha256=hashlib.sha256(payload).hexdigest())
+    head = dict(header, dtype=dtype, numel=vector.numel(), scale=scale, bytes=len(payload), crc32=zlib.crc32(payload))
     blob = json.dumps(head, sort_keys=True).encode()
-    return MAGIC + struct.pack("<I", len(blob)) + blob + payload
+    return b"".join((MAGIC, struct.pack("<I", len(blob)), blob, payload))
 
 
 def unpack(data: bytes, where: str = "object") -> tuple[dict, torch.Tensor]:
@@ -111,9 +112,11 @@ def unpack(data: bytes, where: str = "object") -> tuple[dict, torch.Tensor]:
         head = json.loads(data[start:start + n])
     except ValueError:
         raise ExchangeError(f"{where} has a corrupt header") from None
-    payload = data[start + n:]
-    if hashlib.sha256(payload).hexdigest() != head.get("sha256"):
-        raise ExchangeError(f"{where} is corrupt or truncated (payload sha256 mismatch)")
+    payload = memoryview(data)[start + n:]
+    if len(payload) != head.get("bytes"):
+        raise ExchangeError(f"{where} is truncated ({len(payload)} of {head.get('bytes')} payload bytes)")
+    if zlib.crc32(payload) != head.get("crc32"):
+        raise ExchangeError(f"{where} is corrupt (payload checksum mismatch)")
     return head, decode(payload, head["dtype"], head["numel"], head["scale"])
 
 
@@ -222,12 +225,12 @@ class Exchange:
             span = here
             read += len(data)
             w = float(head["meta"].get("weight", 1.0))
-            acc = vec * w if acc is None else acc.add_(vec, alpha=w)
+            acc = vec.mul_(w) if acc is None else acc.add_(vec, alpha=w)  # decode returned our own copy
             weight += w
             metas[str(k)] = head["meta"]
         if missing:
             return {"status": "missing", "missing": missing, "problems": problems, "bytes_read": read}
-        mean = acc / weight
+        mean = acc.div_(weight)
         head = dict(self.round.identity(), piece=piece, start=span[0], stop=span[1], total=span[2],
                     weight=weight, metas=metas, reducer=reducer or {})
         blob = pack(head, mean, "fp32")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 
@@ -43,8 +44,18 @@ INNER = "inner/"  # diloco: inner/<round>/<shard>, shard k's AdamW moments after
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
+# build_model seeds torch's global RNG, so two ops building models at once in one process (a
+# Cloud Functions instance serving concurrent requests, threads in tests) would interleave draws
+_BUILD_LOCK = threading.Lock()
+
+
 class DeadlineTooShort(RelayError):
     pass
+
+
+def _build(spec: RunSpec):
+    with _BUILD_LOCK:
+        return build(spec)
 
 
 @dataclass
@@ -178,14 +189,14 @@ def _sweep_inner(store: Store, before_round: int) -> None:
 
 
 def run_shard(run: Run, rnd: int, shard: int, *, deadline: float | None = None,
-              cost_per_second: float = 0.0, threads: int | None = None) -> dict:
+              cost_per_second: float = 0.0, threads: int | None = None, cache_dir: str | None = None) -> dict:
     t_enter = time.time()
     K = run.config.shards
     if not 0 <= shard < K:
         raise RelayError(f"shard {shard} is out of range: this run has {K} shards (0..{K - 1})")
     determinism.configure(threads)
     ensure_dataset(run.store, run.spec)
-    dataset = open_dataset(run.store, run.spec)
+    dataset = open_dataset(run.store, run.spec, cache_dir)
     commit, state = run.baton.resume()
     pos = _position(run, None if state is None else state["meta"])
     digest = baton_digest(run, commit)
@@ -195,7 +206,7 @@ def run_shard(run: Run, rnd: int, shard: int, *, deadline: float | None = None,
     if pos["current_round"] != rnd:
         return {"status": "stale", **base}  # committed already, or the baton is behind this round
 
-    model, _ = build(run.spec)
+    model, _ = _build(run.spec)
     if state is not None:
         with torch.no_grad():
             for name, p in model_tensors(model).items():
@@ -286,7 +297,7 @@ def commit_round(run: Run, rnd: int, baton: str, *, cost_per_second: float = 0.0
     ex = Exchange(run.store, _round(run, rnd, baton), run.config.dtype)
     vector, info = ex.assemble()
 
-    model, optimizer = build(run.spec)
+    model, optimizer = _build(run.spec)
     params = list(model_tensors(model).values())
     first, stop = run.config.round_steps(rnd, run.spec.steps)
     if run.config.sync == "gradients":
@@ -326,8 +337,8 @@ def commit_round(run: Run, rnd: int, baton: str, *, cost_per_second: float = 0.0
     meta["cost_usd"] += round_cost + cost_per_second * (time.time() - t_enter)
     weights = {k: v.detach() for k, v in model_tensors(model).items()}
     new = run.baton.commit(0 if parent is None else parent["gen"],
-                           {"weights": weights, "optimizer": optimizer.state_dict(), "meta": meta},
-                           leg_id=f"r{rnd:06d}")
+                           {"weights": weights, "optimizer": optimizer.state_dict(), "meta": meta})
+    # (the leg id stays Baton's random one: a losing committer deletes its own objects, never the winner's)
     if new is None:
         return {"status": "lost_race", "round": rnd, "current_round": rnd + 1, "step": stop, "done": done}
     if done:

@@ -26,9 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 from relaytrain_runtime.store.base import NotFound, Store, StoreError, check_key
+from relaytrain_runtime.store.s3 import fill_in_parallel
 
 MiB = 1024 * 1024
-PART_SIZE = int(os.environ.get("RELAYTRAIN_PART_MB", "16")) * MiB  # RELAYTRAIN_PART_MB: tune for your network; smallest part of a composite upload / range of a parallel download
+# smallest part of a composite upload / range of a parallel download; RELAYTRAIN_PART_MB tunes it for your network
+PART_SIZE = int(os.environ.get("RELAYTRAIN_PART_MB", "16")) * MiB
 MAX_PARTS = 32  # GCS composes at most 32 source objects in one request
 MAX_CONCURRENCY = 16
 PARTS_PREFIX = ".parts/"
@@ -102,20 +104,26 @@ class GCSStore(Store):
 
     # interface ------------------------------------------------------------------------
     def read(self, key: str) -> bytes:
+        return bytes(self.read_buffer(key))
+
+    def read_buffer(self, key: str, on_chunk=None) -> bytearray:
+        """A small object in one download; a large one in parallel ranges pinned to its generation,
+        handed to `on_chunk` in order as soon as each prefix has arrived."""
         blob = self._call("read", key, self._bucket.get_blob, self._name(key))
         if blob is None:
             raise NotFound(f"{self.url}/{key} does not exist")
-        if blob.size <= PART_SIZE:
-            return self._call("read", key, blob.download_as_bytes, if_generation_match=blob.generation)
-        out = bytearray(blob.size)
+        buf = bytearray(blob.size)
+        head = min(blob.size, PART_SIZE)
+        if head:
+            buf[:head] = self._call("read", key, blob.download_as_bytes, start=0, end=head - 1,
+                                    if_generation_match=blob.generation, checksum=None)
 
-        def fetch(start: int) -> None:
-            end = min(start + PART_SIZE, blob.size) - 1
-            out[start : end + 1] = blob.download_as_bytes(start=start, end=end, if_generation_match=blob.generation,
-                                                          checksum=None)
+        def fetch(start: int, end: int) -> bytes:
+            return self._call("read", key, blob.download_as_bytes, start=start, end=end - 1,
+                              if_generation_match=blob.generation, checksum=None)
 
-        self._call("read", key, self._parallel, fetch, range(0, blob.size, PART_SIZE))
-        return bytes(out)
+        fill_in_parallel(buf, head, fetch, on_chunk, f"{self.url}/{key}", PART_SIZE)
+        return buf
 
     def write(self, key: str, data: bytes) -> None:
         if len(data) <= PART_SIZE:
@@ -215,7 +223,7 @@ class GCSStore(Store):
         blob = self._call("download", key, self._bucket.get_blob, self._name(key))
         if blob is None:
             raise NotFound(f"{self.url}/{key} does not exist")
-        tmp = f"{os.fspath(path)}.part-{os.getpid()}"
+        tmp = f"{os.fspath(path)}.part-{uuid.uuid4().hex}"  # unique per writer (threads, shared disks)
         try:
             if blob.size <= PART_SIZE:
                 self._call("download", key, blob.download_to_filename, tmp)

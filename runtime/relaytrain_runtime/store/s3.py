@@ -20,13 +20,15 @@ import io
 import os
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 from relaytrain_runtime.store.base import NotFound, Store, StoreError, check_key
 
 MiB = 1024 * 1024
-PART_SIZE = int(os.environ.get("RELAYTRAIN_PART_MB", "16")) * MiB  # RELAYTRAIN_PART_MB: tune for your network; parts of a multipart upload / ranges of a parallel download
+# parts of a multipart upload / ranges of a parallel download; RELAYTRAIN_PART_MB tunes it for your network
+PART_SIZE = int(os.environ.get("RELAYTRAIN_PART_MB", "16")) * MiB
 MAX_CONCURRENCY = 16  # parallel streams per transfer
 
 
@@ -37,6 +39,29 @@ def _import_boto3():
     except ImportError:
         raise StoreError("s3:// stores need boto3: pip install 'relaytrain-runtime[s3]'") from None
     return boto3, botocore
+
+
+def fill_in_parallel(buf: bytearray, filled: int, fetch, on_chunk=None, where: str = "",
+                     part_size: int | None = None) -> None:
+    """Fill `buf[filled:]` with `fetch(start, end) -> bytes` over `part_size` ranges, MAX_CONCURRENCY at a
+    time. `on_chunk(view)` sees consecutive pieces of `buf`, in order, as soon as each prefix is complete."""
+    part_size = part_size or PART_SIZE
+    view = memoryview(buf)
+    if on_chunk is not None and filled:
+        on_chunk(view[:filled])
+
+    def task(start: int) -> tuple[int, int]:
+        end = min(start + part_size, len(buf))
+        data = fetch(start, end)
+        if len(data) != end - start:
+            raise StoreError(f"read {where}: got {len(data)} bytes for range {start}-{end - 1}; the object changed")
+        view[start:end] = data
+        return start, end
+
+    with ThreadPoolExecutor(MAX_CONCURRENCY) as pool:
+        for start, end in pool.map(task, range(filled, len(buf), part_size)):  # in order of start
+            if on_chunk is not None:
+                on_chunk(view[start:end])
 
 
 _CLIENTS: dict = {}
@@ -122,32 +147,32 @@ class S3Store(Store):
 
     # interface ------------------------------------------------------------------------
     def read(self, key: str) -> bytes:
-        """One GET for a small object; a large one in parallel ranges of the same version."""
+        return bytes(self.read_buffer(key))
+
+    def read_buffer(self, key: str, on_chunk=None) -> bytearray:
+        """One GET for a small object; a large one in parallel ranges pinned to its ETag, handed to
+        `on_chunk` in order as soon as each prefix has arrived (the baton hashes while reading)."""
         full = self._key(key)
         try:
             first = self._client.get_object(Bucket=self.bucket, Key=full, Range=f"bytes=0-{PART_SIZE - 1}")
         except self._errors.ClientError as exc:
             if self._code(exc) != "InvalidRange":  # S3 answers a range of an empty object with 416
                 raise self._fail(exc, key, "read") from None
-            return self._call("read", key, self._client.get_object, Bucket=self.bucket, Key=full)["Body"].read()
+            first = self._call("read", key, self._client.get_object, Bucket=self.bucket, Key=full)
         except self._errors.BotoCoreError as exc:
             raise self._fail(exc, key, "read") from None
         head = first["Body"].read()
         total = int(first.get("ContentRange", "/0").rsplit("/", 1)[1] or len(head))
-        if total <= len(head):
-            return head
-        out = bytearray(total)
-        out[: len(head)] = head
+        buf = bytearray(total)
+        buf[: len(head)] = head
 
-        def fetch(start: int) -> None:
-            end = min(start + PART_SIZE, total) - 1
+        def fetch(start: int, end: int) -> bytes:
             resp = self._call("read", key, self._client.get_object, Bucket=self.bucket, Key=full,
-                              Range=f"bytes={start}-{end}", IfMatch=first["ETag"])
-            out[start : end + 1] = resp["Body"].read()
+                              Range=f"bytes={start}-{end - 1}", IfMatch=first["ETag"])
+            return resp["Body"].read()
 
-        with ThreadPoolExecutor(MAX_CONCURRENCY) as pool:
-            list(pool.map(fetch, range(len(head), total, PART_SIZE)))
-        return bytes(out)
+        fill_in_parallel(buf, len(head), fetch, on_chunk, f"{self._where(key)}")
+        return buf
 
     def write(self, key: str, data: bytes) -> None:
         if len(data) <= PART_SIZE:
@@ -216,7 +241,7 @@ class S3Store(Store):
         )
 
     def get_file(self, key: str, path) -> None:
-        tmp = f"{os.fspath(path)}.part-{os.getpid()}"
+        tmp = f"{os.fspath(path)}.part-{uuid.uuid4().hex}"  # unique per writer (threads, shared disks)
         try:
             self._call(
                 "download", key, self._client.download_file,

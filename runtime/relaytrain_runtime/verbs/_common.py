@@ -24,6 +24,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser, required: bool = True) -
         kind = type(getattr(defaults, f.name))
         is_required = required and f.name in ("preset", "steps")
         group.add_argument(flag, dest=f"spec_{f.name}", type=kind, default=None, required=is_required,
+                           metavar=f.name.upper(),
                            help=_HELP.get(f.name, f"run spec field {f.name} (default {getattr(defaults, f.name)!r})"))
 
 

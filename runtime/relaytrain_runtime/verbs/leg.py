@@ -9,7 +9,7 @@ import sys
 def add_arguments(parser) -> None:
     parser.add_argument("--store", required=True, help="store URL of the run")
     parser.add_argument("--max-seconds", type=float, default=None,
-                        help="time box: commit before this many seconds have passed (default: no limit)")
+                        help="time box counted from process start: commit before it closes (default: no limit)")
     parser.add_argument("--max-steps", type=int, default=None, help="train at most this many steps in this leg")
     parser.add_argument("--cost-per-second", type=float, default=0.0, help="USD per second of this worker (accrued)")
     parser.add_argument("--cache-dir", default=None, help="local directory caching the dataset shards")
