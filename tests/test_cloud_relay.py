@@ -121,7 +121,7 @@ def test_lambda_leg_stops_on_the_context_deadline(s3_bucket, dataset_store):
     url = new_run(f"s3://{s3_bucket}/runs/deadline", dataset_store)
     spec = {**SPEC, "steps": 100000}
     with lambda_runtime(LAMBDA_HANDLER, env={"RELAYTRAIN_MARGIN_S": "1"}) as runtime:
-        ok, status = runtime.invoke({"store": url, "spec": spec}, timeout_s=12)
+        ok, status = runtime.invoke({"store": url, "spec": spec}, timeout_s=25)
     assert ok and status["status"] == "ok" and not status["done"]
     assert status["leg_steps"] > 0 and status["gen"] == 1
     assert Baton(open_store(url)).latest()["step"] == status["step"]

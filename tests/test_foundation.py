@@ -71,3 +71,12 @@ def test_cli_unknown_verb_is_one_line():
     proc = subprocess.run([sys.executable, "-m", "relaytrain", "frobnicate"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown verb 'frobnicate'" in proc.stderr
+
+
+def test_run_spec_numbers_normalise_to_one_digest():
+    """Workflows, YAML and Pulumi may send 1 or 1.0 for the same field: same run, same digest."""
+    base = RunSpec(preset="tiny-gpt", steps=10, lr=1.0, batch_size=4)
+    sent = {**base.to_dict(), "lr": 1, "steps": 10.0, "batch_size": 4.0}
+    assert RunSpec.from_dict(sent).digest() == base.digest()
+    with pytest.raises(RelayError, match="steps: expected a whole number"):
+        RunSpec.from_dict({**base.to_dict(), "steps": 10.5})

@@ -100,7 +100,11 @@ class RunSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise RelayError(f"run spec has unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        return cls(**data)
+        return cls(**{k: _coerce(k, v, cls._types()[k]) for k, v in data.items()})
+
+    @classmethod
+    def _types(cls) -> dict[str, str]:
+        return {f.name: f.type if isinstance(f.type, str) else f.type.__name__ for f in fields(cls)}
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "RunSpec":
@@ -111,3 +115,17 @@ class RunSpec:
         if not isinstance(data, dict):
             raise RelayError("run spec must be a JSON object")
         return cls.from_dict(data)
+
+
+def _coerce(name: str, value, type_name: str):
+    """JSON producers differ on numbers (Workflows, YAML, Pulumi send 1 or 1.0 alike): normalise them so the
+    same run always has the same spec digest. Anything else is left to validation."""
+    if isinstance(value, bool):
+        return value
+    if type_name == "float" and isinstance(value, int):
+        return float(value)
+    if type_name == "int" and isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        raise RelayError(f"run spec field {name}: expected a whole number, got {value}")
+    return value
