@@ -8,7 +8,7 @@ save = serialise + sha256 + upload of every checkpoint object (parallel parts ab
 + the fenced manifest; its load = verified download of all of them. The baseline uploads objects of the
 same sizes with one PutObject / one upload stream each, and downloads each with one GET stream.
 Prints one JSON object; `*_ratio` = baseline seconds / baton seconds (> 1: the baton is faster).
-On loopback the emulators, not a network link, bound both: see docs/bench/cloud.md for how to read it.
+On loopback the emulators, not a network link, bound both: see docs/BENCHMARKS.md for how to read it.
 """
 
 from __future__ import annotations
