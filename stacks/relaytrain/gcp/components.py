@@ -61,6 +61,20 @@ def _member(email: pulumi.Input[str]) -> pulumi.Output[str]:
     return pulumi.Output.concat("serviceAccount:", email)
 
 
+def _worker_identity(name: str, role: str, display_name: str, bucket: pulumi.Input[str], source: "SourceArchive",
+                     opts: pulumi.ResourceOptions):
+    """A worker's dedicated service account, its object access to the run's bucket alone, and the runtime
+    source archive it installs (named by content hash)."""
+    account = gcp.serviceaccount.Account(f"{name}-sa", account_id=service_account_id(name, role),
+                                         display_name=display_name, opts=opts)
+    access = gcp.storage.BucketIAMMember(f"{name}-bucket-access", bucket=bucket, role=OBJECT_ADMIN,
+                                         member=_member(account.email), opts=opts)
+    source_object = gcp.storage.BucketObject(f"{name}-source", bucket=bucket, name=source.object_name,
+                                             source=pulumi.FileAsset(str(source.path)),
+                                             content_type="application/zip", opts=opts)
+    return account, access, source_object
+
+
 class DatasetBucket(pulumi.ComponentResource):
     """The run's bucket: uniform access, public access prevention, versioning, lifecycle, labels.
 
@@ -123,15 +137,8 @@ class FunctionShards(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("relaytrain:gcp:FunctionShards", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.service_account = gcp.serviceaccount.Account(
-            f"{name}-sa", account_id=service_account_id(name, "fn"),
-            display_name=f"relaytrain {name} function shards", opts=child)
-        self.bucket_access = gcp.storage.BucketIAMMember(
-            f"{name}-bucket-access", bucket=bucket, role=OBJECT_ADMIN,
-            member=_member(self.service_account.email), opts=child)
-        self.source_object = gcp.storage.BucketObject(
-            f"{name}-source", bucket=bucket, name=source.object_name,
-            source=pulumi.FileAsset(str(source.path)), content_type="application/zip", opts=child)
+        self.service_account, self.bucket_access, self.source_object = _worker_identity(
+            name, "fn", f"relaytrain {name} function shards", bucket, source, child)
 
         self.build_account = gcp.serviceaccount.Account(
             f"{name}-build-sa", account_id=service_account_id(name, "build"),
@@ -309,15 +316,8 @@ class GpuTrainingNode(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("relaytrain:gcp:GpuTrainingNode", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.service_account = gcp.serviceaccount.Account(
-            f"{name}-sa", account_id=service_account_id(name, "node"),
-            display_name=f"relaytrain {name} GPU node", opts=child)
-        self.bucket_access = gcp.storage.BucketIAMMember(
-            f"{name}-bucket-access", bucket=bucket, role=OBJECT_ADMIN,
-            member=_member(self.service_account.email), opts=child)
-        self.source_object = gcp.storage.BucketObject(
-            f"{name}-source", bucket=bucket, name=source.object_name,
-            source=pulumi.FileAsset(str(source.path)), content_type="application/zip", opts=child)
+        self.service_account, self.bucket_access, self.source_object = _worker_identity(
+            name, "node", f"relaytrain {name} GPU node", bucket, source, child)
         source_url = pulumi.Output.concat("gs://", self.source_object.bucket, "/", self.source_object.name)
         if spot:
             scheduling = gcp.compute.InstanceSchedulingArgs(
