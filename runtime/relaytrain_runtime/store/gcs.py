@@ -23,16 +23,11 @@ import threading
 import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlparse
 
-from relaytrain_runtime.store.base import NotFound, Store, StoreError, check_key
-from relaytrain_runtime.store.s3 import fill_in_parallel
+from relaytrain_runtime.store.base import NotFound, StoreError
+from relaytrain_runtime.store.bucket import MAX_CONCURRENCY, PART_SIZE, BucketStore, fill_in_parallel
 
-MiB = 1024 * 1024
-# smallest part of a composite upload / range of a parallel download; RELAYTRAIN_PART_MB tunes it for your network
-PART_SIZE = int(os.environ.get("RELAYTRAIN_PART_MB", "16")) * MiB
 MAX_PARTS = 32  # GCS composes at most 32 source objects in one request
-MAX_CONCURRENCY = 16
 PARTS_PREFIX = ".parts/"
 
 
@@ -61,28 +56,22 @@ def _shared_client(storage):
         return _CLIENTS[key]
 
 
-class GCSStore(Store):
+class GCSStore(BucketStore):
+    scheme = "gs"
+
     def __init__(self, url: str):
-        parsed = urlparse(url)
-        if parsed.scheme != "gs" or not parsed.netloc:
-            raise StoreError(f"store URL {url!r}: expected gs://bucket/prefix")
-        self.url = url.rstrip("/")
-        self.prefix = parsed.path.strip("/")
+        bucket = self._bind(url)
         storage, self._exc = _import_gcs()
         try:
             self._client = _shared_client(storage)
         except Exception as exc:  # google.auth.exceptions.DefaultCredentialsError and friends
             raise StoreError(f"open {self.url}: no Google Cloud credentials ({type(exc).__name__}); "
                              "run on a service account or set GOOGLE_APPLICATION_CREDENTIALS") from None
-        self._bucket = self._client.bucket(parsed.netloc)
+        self._bucket = self._client.bucket(bucket)
 
     # keys -----------------------------------------------------------------------------
-    def _name(self, key: str) -> str:
-        check_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
-
     def _blob(self, key: str):
-        return self._bucket.blob(self._name(key))
+        return self._bucket.blob(self._key(key))
 
     def _fail(self, exc, key: str | None, action: str):
         where = f"{self.url}/{key}" if key else self.url
@@ -103,13 +92,10 @@ class GCSStore(Store):
             raise self._fail(exc, key, action) from None
 
     # interface ------------------------------------------------------------------------
-    def read(self, key: str) -> bytes:
-        return bytes(self.read_buffer(key))
-
     def read_buffer(self, key: str, on_chunk=None) -> bytearray:
         """A small object in one download; a large one in parallel ranges pinned to its generation,
         handed to `on_chunk` in order as soon as each prefix has arrived."""
-        blob = self._call("read", key, self._bucket.get_blob, self._name(key))
+        blob = self._call("read", key, self._bucket.get_blob, self._key(key))
         if blob is None:
             raise NotFound(f"{self.url}/{key} does not exist")
         buf = bytearray(blob.size)
@@ -122,7 +108,7 @@ class GCSStore(Store):
             return self._call("read", key, blob.download_as_bytes, start=start, end=end - 1,
                               if_generation_match=blob.generation, checksum=None)
 
-        fill_in_parallel(buf, head, fetch, on_chunk, f"{self.url}/{key}", PART_SIZE)
+        fill_in_parallel(buf, head, fetch, PART_SIZE, on_chunk, f"{self.url}/{key}")
         return buf
 
     def write(self, key: str, data: bytes) -> None:
@@ -154,7 +140,7 @@ class GCSStore(Store):
         return self._call("exists", key, self._blob(key).exists)
 
     def size(self, key: str) -> int:
-        blob = self._call("size", key, self._bucket.get_blob, self._name(key))
+        blob = self._call("size", key, self._bucket.get_blob, self._key(key))
         if blob is None:
             raise NotFound(f"{self.url}/{key} does not exist")
         return int(blob.size)
@@ -200,7 +186,7 @@ class GCSStore(Store):
         part_size = max(PART_SIZE, -(-size // MAX_PARTS))
         upload_id = uuid.uuid4().hex
         starts = list(range(0, size, part_size))
-        parts = [self._bucket.blob(self._name(f"{PARTS_PREFIX}{upload_id}/{i:04d}")) for i in range(len(starts))]
+        parts = [self._bucket.blob(self._key(f"{PARTS_PREFIX}{upload_id}/{i:04d}")) for i in range(len(starts))]
 
         def upload(i: int) -> None:
             parts[i].upload_from_string(read_part(starts[i], part_size), content_type="application/octet-stream")
@@ -220,20 +206,18 @@ class GCSStore(Store):
     def get_file(self, key: str, path) -> None:
         from google.cloud.storage import transfer_manager
 
-        blob = self._call("download", key, self._bucket.get_blob, self._name(key))
+        blob = self._call("download", key, self._bucket.get_blob, self._key(key))
         if blob is None:
             raise NotFound(f"{self.url}/{key} does not exist")
-        tmp = f"{os.fspath(path)}.part-{uuid.uuid4().hex}"  # unique per writer (threads, shared disks)
-        try:
+
+        def download(tmp: str) -> None:
             if blob.size <= PART_SIZE:
                 self._call("download", key, blob.download_to_filename, tmp)
             else:
                 self._call("download", key, transfer_manager.download_chunks_concurrently, blob, tmp,
                            chunk_size=PART_SIZE, max_workers=MAX_CONCURRENCY, worker_type=transfer_manager.THREAD)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+
+        self._download_atomic(path, download)
 
     def check(self) -> None:
         try:

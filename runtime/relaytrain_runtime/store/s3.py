@@ -20,17 +20,9 @@ import io
 import os
 import threading
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlparse
 
-from relaytrain_runtime.store.base import NotFound, Store, StoreError, check_key
-
-MiB = 1024 * 1024
-# parts of a multipart upload / ranges of a parallel download; RELAYTRAIN_PART_MB tunes it for your network
-PART_SIZE = int(os.environ.get("RELAYTRAIN_PART_MB", "16")) * MiB
-MAX_CONCURRENCY = 16  # parallel streams per transfer
-
+from relaytrain_runtime.store.base import NotFound, StoreError
+from relaytrain_runtime.store.bucket import MAX_CONCURRENCY, PART_SIZE, BucketStore, fill_in_parallel
 
 def _import_boto3():
     try:
@@ -39,29 +31,6 @@ def _import_boto3():
     except ImportError:
         raise StoreError("s3:// stores need boto3: pip install 'relaytrain-runtime[s3]'") from None
     return boto3, botocore
-
-
-def fill_in_parallel(buf: bytearray, filled: int, fetch, on_chunk=None, where: str = "",
-                     part_size: int | None = None) -> None:
-    """Fill `buf[filled:]` with `fetch(start, end) -> bytes` over `part_size` ranges, MAX_CONCURRENCY at a
-    time. `on_chunk(view)` sees consecutive pieces of `buf`, in order, as soon as each prefix is complete."""
-    part_size = part_size or PART_SIZE
-    view = memoryview(buf)
-    if on_chunk is not None and filled:
-        on_chunk(view[:filled])
-
-    def task(start: int) -> tuple[int, int]:
-        end = min(start + part_size, len(buf))
-        data = fetch(start, end)
-        if len(data) != end - start:
-            raise StoreError(f"read {where}: got {len(data)} bytes for range {start}-{end - 1}; the object changed")
-        view[start:end] = data
-        return start, end
-
-    with ThreadPoolExecutor(MAX_CONCURRENCY) as pool:
-        for start, end in pool.map(task, range(filled, len(buf), part_size)):  # in order of start
-            if on_chunk is not None:
-                on_chunk(view[start:end])
 
 
 _CLIENTS: dict = {}
@@ -89,14 +58,11 @@ def _shared_client():
         return _CLIENTS[key]
 
 
-class S3Store(Store):
+class S3Store(BucketStore):
+    scheme = "s3"
+
     def __init__(self, url: str):
-        parsed = urlparse(url)
-        if parsed.scheme != "s3" or not parsed.netloc:
-            raise StoreError(f"store URL {url!r}: expected s3://bucket/prefix")
-        self.url = url.rstrip("/")
-        self.bucket = parsed.netloc
-        self.prefix = parsed.path.strip("/")
+        self.bucket = self._bind(url)
         _, botocore = _import_boto3()
         from boto3.s3.transfer import TransferConfig
 
@@ -110,10 +76,6 @@ class S3Store(Store):
         )
 
     # keys -----------------------------------------------------------------------------
-    def _key(self, key: str) -> str:
-        check_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
-
     def _where(self, key: str) -> str:
         return f"{self.url}/{key}"
 
@@ -146,9 +108,6 @@ class S3Store(Store):
             raise self._fail(exc, key, action) from None
 
     # interface ------------------------------------------------------------------------
-    def read(self, key: str) -> bytes:
-        return bytes(self.read_buffer(key))
-
     def read_buffer(self, key: str, on_chunk=None) -> bytearray:
         """One GET for a small object; a large one in parallel ranges pinned to its ETag, handed to
         `on_chunk` in order as soon as each prefix has arrived (the baton hashes while reading)."""
@@ -171,7 +130,7 @@ class S3Store(Store):
                               Range=f"bytes={start}-{end - 1}", IfMatch=first["ETag"])
             return resp["Body"].read()
 
-        fill_in_parallel(buf, len(head), fetch, on_chunk, f"{self._where(key)}")
+        fill_in_parallel(buf, len(head), fetch, PART_SIZE, on_chunk, self._where(key))
         return buf
 
     def write(self, key: str, data: bytes) -> None:
@@ -241,16 +200,9 @@ class S3Store(Store):
         )
 
     def get_file(self, key: str, path) -> None:
-        tmp = f"{os.fspath(path)}.part-{uuid.uuid4().hex}"  # unique per writer (threads, shared disks)
-        try:
-            self._call(
-                "download", key, self._client.download_file,
-                Bucket=self.bucket, Key=self._key(key), Filename=tmp, Config=self._transfer,
-            )
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        self._download_atomic(path, lambda tmp: self._call(
+            "download", key, self._client.download_file,
+            Bucket=self.bucket, Key=self._key(key), Filename=tmp, Config=self._transfer))
 
     def check(self) -> None:
         try:
