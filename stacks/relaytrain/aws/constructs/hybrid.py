@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, Names, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, Names, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from relaytrain.aws import nag
-from relaytrain.aws.constructs.step_trainer import ack_state_machine_role, lambda_task
+from relaytrain.aws.constructs.step_trainer import lambda_task, logged_state_machine
 
 TOKEN_KEY = "control/gpu-node-task.json"  # under the run's store; the node answers the token when done
 
@@ -191,20 +190,7 @@ class HybridPipeline(Construct):
         chain.next(sfn.Choice(self, "EvaluateOk?").when(sfn.Condition.is_present("$.evaluation.status.error"), refused)
                    .otherwise(sfn.Succeed(self, "PipelineDone")))
 
-        self.log_group = logs.LogGroup(
-            self, "Logs", log_group_name=f"/aws/vendedlogs/states/{name}",
-            retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY,
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=name,
-            definition_body=sfn.DefinitionBody.from_chainable(chain),
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
-            tracing_enabled=True,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        ack_state_machine_role(self.state_machine, [preprocess, evaluate])
+        self.log_group, self.state_machine = logged_state_machine(self, name, chain, [preprocess, evaluate])
         region, account = stack.region, "<AWS::AccountId>"
         for kind in ("instance", "volume", "network-interface", "spot-instances-request"):
             nag.ack(self.state_machine, f"AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{account}:{kind}/*]",

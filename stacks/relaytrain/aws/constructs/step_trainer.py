@@ -245,21 +245,30 @@ class LambdaStepTrainer(Construct):
         fresh.next(leg)
         resumed.next(leg)
 
-        self.log_group = logs.LogGroup(
-            self, "Logs", log_group_name=f"/aws/vendedlogs/states/{name}",
-            retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY,
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=name,
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            removal_policy=RemovalPolicy.DESTROY,
-            definition_body=sfn.DefinitionBody.from_chainable(start),
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
-            tracing_enabled=True,
-        )
-        ack_state_machine_role(self.state_machine, [function])
+        self.log_group, self.state_machine = logged_state_machine(
+            self, name, start, [function], state_machine_type=sfn.StateMachineType.STANDARD)
+
+
+def logged_state_machine(scope: Construct, name: str, chain: sfn.IChainable, functions: list[lambda_.IFunction],
+                         **props) -> tuple[logs.LogGroup, sfn.StateMachine]:
+    """A relaytrain state machine: every event logged (with execution data) to its own log group kept a
+    month, X-Ray tracing on, removed with the stack, and its role's expected findings acknowledged."""
+    log_group = logs.LogGroup(
+        scope, "Logs", log_group_name=f"/aws/vendedlogs/states/{name}",
+        retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY,
+    )
+    machine = sfn.StateMachine(
+        scope,
+        "StateMachine",
+        state_machine_name=name,
+        removal_policy=RemovalPolicy.DESTROY,
+        definition_body=sfn.DefinitionBody.from_chainable(chain),
+        logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+        tracing_enabled=True,
+        **props,
+    )
+    ack_state_machine_role(machine, functions)
+    return log_group, machine
 
 
 def ack_state_machine_role(machine: sfn.StateMachine, functions: list[lambda_.IFunction]) -> None:
