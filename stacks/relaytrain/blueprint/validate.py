@@ -189,7 +189,7 @@ def _gpu(problems, bp: Blueprint, g: Gpu) -> None:
         for field, value in (("accelerator_type", g.accelerator_type), ("accelerator_count", g.accelerator_count),
                              ("zone", g.zone), ("external_ip", g.external_ip)):
             if value:
-                problems.append((p + (field,), f"is for cloud: gcp only; on aws the instance type implies it"
+                problems.append((p + (field,), "is for cloud: gcp only; on aws the instance type implies it"
                                  if field.startswith("acc") else "is for cloud: gcp only"))
     elif inst is not None:
         if inst.gpu:

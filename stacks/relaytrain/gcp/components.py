@@ -290,7 +290,7 @@ def startup_script(*, checkpoint_every_s: int, nodes: int, gpus_per_node: int = 
         "[ -d $VENV ] || python3 -m venv --system-site-packages $VENV",
         "$VENV/bin/pip install -q -r src/requirements-node.txt",
         "export PYTHONPATH=$ROOT/src",
-    ] + ([f"[ \"$RANK\" != 0 ] || $VENV/bin/python -m relaytrain_runtime init --store \"$STORE\" "
+    ] + (["[ \"$RANK\" != 0 ] || $VENV/bin/python -m relaytrain_runtime init --store \"$STORE\" "
           + " ".join(shlex.quote(a) for a in init_args)] if init_args else []) + [
         launch,
     ]
