@@ -67,8 +67,11 @@ class _Worker:
             pass  # it died: poll() reports it
 
     def poll(self) -> dict | str | None:
-        """The event's result, "dead" if the process is gone, None while it runs."""
-        if self.kill_at is not None and time.time() >= self.kill_at:
+        """The event's result, "dead" if the process is gone, None while it runs. An invocation chosen for a
+        chaos kill dies at its kill time, or at its reply if that comes first (the reply is lost, as for a
+        function killed after writing its objects): whether a chosen invocation is killed never depends
+        on how fast the machine is."""
+        if self.kill_at is not None and (time.time() >= self.kill_at or not self.results.empty()):
             self.kill()
             return "killed"
         try:
@@ -229,8 +232,9 @@ def run_local(blueprint, store_url: str, *, max_rounds: int | None = None, paral
     """Train a function-shards blueprint to completion (or `max_rounds`) with K local worker processes.
 
     `round_deadline_s` overrides the blueprint's (0/None: its function timeout). `kill_prob`
-    SIGKILLs each invocation with that probability within its first second (chaos testing: the
-    run still ends with the same model). Returns a summary dict (seconds are function-seconds).
+    SIGKILLs each invocation with that probability within its first second, or at its reply if it
+    finishes sooner (chaos testing, reproducible from `chaos_seed`: the run still ends with the same
+    model). Returns a summary dict (seconds are function-seconds).
     """
     training, functions = _blueprint_settings(blueprint)
     K = int(functions.get("shards", 4))
