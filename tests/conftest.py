@@ -18,4 +18,5 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.cdk",
     "tests.fixtures.pulumi",
+    "tests.fixtures.shards",
 ]

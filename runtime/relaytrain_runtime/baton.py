@@ -28,11 +28,9 @@ from relaytrain_runtime.tensorfile import decode, encode
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import NotFound, Store, open_store
 
-SPEC_KEY = "spec.json"
-COMMIT_PREFIX = "baton/"
-CKPT_PREFIX = "ckpt/"
-LEGS_PREFIX = "legs/"
-EVAL_PREFIX = "eval/"
+from relaytrain_runtime.contract.keys import (  # noqa: F401 (re-exported: the layout's names)
+    CKPT_PREFIX, COMMIT_PREFIX, EVAL_PREFIX, LEGS_PREFIX, SPEC_KEY, ckpt_prefix, commit_key, gen_of_ckpt_key,
+    gen_of_commit_key, leg_status_key)
 PAUSE_ENV = "RELAYTRAIN_TEST_SAVE_PAUSE"  # tests: seconds to sleep between checkpoint objects (targets mid-save kills)
 
 
@@ -75,12 +73,6 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
         _, idx, name = key.split(".", 2)
         state.setdefault(int(idx), {})[name] = value
     return {"state": state, "param_groups": rest["param_groups"]}
-
-
-def _gen_of(key: str) -> int | None:
-    name = key[len(COMMIT_PREFIX):]
-    stem = name[:-5] if name.endswith(".json") else ""
-    return int(stem) if stem.isdigit() and len(stem) == 8 else None
 
 
 class Baton:
@@ -126,10 +118,10 @@ class Baton:
 
     def gens(self) -> list[int]:
         """Gens of every commit manifest present (verified or not), ascending."""
-        return sorted(g for g in map(_gen_of, self.store.list(COMMIT_PREFIX)) if g is not None)
+        return sorted(g for g in map(gen_of_commit_key, self.store.list(COMMIT_PREFIX)) if g is not None)
 
     def manifest(self, gen: int) -> dict:
-        key = f"{COMMIT_PREFIX}{gen:08d}.json"
+        key = commit_key(gen)
         try:
             commit = json.loads(self.store.read(key))
             commit["objects"], commit["step"]  # noqa: B018 (shape check)
@@ -220,7 +212,7 @@ class Baton:
                 self.next_gen = (gens[-1] if gens else 0) + 1
             gen = self.next_gen
         leg_id = leg_id or uuid.uuid4().hex[:8]
-        prefix = f"{CKPT_PREFIX}{gen:08d}-{leg_id}/"
+        prefix = ckpt_prefix(gen, leg_id)
         meta = dict(state["meta"])
         opt_tensors, opt_rest = _flatten_optimizer(state["optimizer"])
         payloads = {
@@ -247,7 +239,7 @@ class Baton:
             "data": {"next_step": meta.get("step")},
             "save_seconds": round(time.perf_counter() - t0, 4),
         }
-        if not self.store.create(f"{COMMIT_PREFIX}{gen:08d}.json", (json.dumps(commit, indent=1) + "\n").encode()):
+        if not self.store.create(commit_key(gen), (json.dumps(commit, indent=1) + "\n").encode()):
             for obj in objects.values():
                 self.store.delete(obj["key"])
             return None
@@ -262,17 +254,17 @@ class Baton:
         oldest_kept = keep[0] if keep else 0
         pruned = [g for g in gens if g < oldest_kept]
         for gen in pruned:
-            self.store.delete(f"{COMMIT_PREFIX}{gen:08d}.json")
+            self.store.delete(commit_key(gen))
         for key in self.store.list(CKPT_PREFIX):
-            stem = key[len(CKPT_PREFIX):].split("-", 1)[0]
-            if stem.isdigit() and int(stem) < oldest_kept:
+            ckpt_gen = gen_of_ckpt_key(key)
+            if ckpt_gen is not None and ckpt_gen < oldest_kept:
                 self.store.delete(key)
         return pruned
 
     # ------------------------------------------------------------------------------ reports
 
     def write_leg_status(self, gen: int, leg_id: str, status: dict) -> None:
-        self.store.write(f"{LEGS_PREFIX}{gen:08d}-{leg_id}.json", (json.dumps(status, indent=1) + "\n").encode())
+        self.store.write(leg_status_key(gen, leg_id), (json.dumps(status, indent=1) + "\n").encode())
 
     def leg_statuses(self) -> list[dict]:
         out = []

@@ -35,9 +35,7 @@ import numpy as np
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.store import NotFound, Store, open_store
 
-DATA_PREFIX = "data/"
-MANIFEST_KEY = "data/manifest.json"
-TOKENIZER_KEY = "data/tokenizer.json"
+from relaytrain_runtime.contract.keys import DATA_PREFIX, MANIFEST_KEY, TOKENIZER_KEY  # noqa: F401 (re-exported)
 STDLIB_CAP_BYTES = 6_000_000  # first 6 MB of stdlib sources in sorted order: a few seconds to build
 VAL_EVERY = 20  # every 20th file (sorted order) is held out
 SHARD_TOKENS = 1 << 20

@@ -30,7 +30,7 @@ from relaytrain_runtime.data import DATA_PREFIX, MANIFEST_KEY, SPECIAL_TOKENS, T
 from relaytrain_runtime.handlers.ops import BadEvent, field
 from relaytrain_runtime.store import NotFound, open_store
 
-PARTS_PREFIX = f"{DATA_PREFIX}parts/"
+from relaytrain_runtime.contract.keys import PARTS_PREFIX  # noqa: E402
 DEFAULT_SAMPLE_BYTES = 20_000_000
 
 

@@ -20,9 +20,7 @@ from relaytrain_runtime.data import dataset_store, ensure_dataset, read_manifest
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
 
-REPORT_PREFIX = "report/"
-LOSS_PNG = "report/loss.png"
-SUMMARY = "report/summary.json"
+from relaytrain_runtime.contract.keys import LOSS_PNG_KEY as LOSS_PNG, REPORT_PREFIX, SUMMARY_KEY as SUMMARY  # noqa: E402,F401
 
 
 class Progress:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.store import NotFound, Store
 
-CONFIG_KEY = "shards.json"
+from relaytrain_runtime.contract.keys import SHARDS_CONFIG_KEY as CONFIG_KEY  # noqa: E402
 MAX_SHARDS = 1000  # a Step Functions inline Map runs 40 at once, Cloud Workflows parallel steps allow more
 
 

@@ -34,7 +34,7 @@ from relaytrain_runtime.store import NotFound, Store
 MAGIC = b"RTXC1\n"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 FP16_TARGET = 2.0**15  # fp16 payloads are scaled so their largest magnitude lands here (max is 65504)
-ROUNDS = "rounds/"
+from relaytrain_runtime.contract.keys import ROUNDS_PREFIX as ROUNDS  # noqa: E402
 
 
 class ExchangeError(RelayError):

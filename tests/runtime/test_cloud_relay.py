@@ -21,28 +21,11 @@ import pytest
 from relaytrain_runtime import pricing
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.store import open_store
+from tests.fixtures.runs import new_run
 from tests.fixtures.servers import functions_server, gcs_client, lambda_runtime, post_json, throttled_proxy
 
 SPEC = {"preset": "tiny-gpt", "steps": 8, "batch_size": 4, "seq_len": 64, "eval_batches": 2, "keep_last": 2}
 LAMBDA_HANDLER = "relaytrain_runtime.handlers.aws_lambda.handler"
-
-
-@pytest.fixture(scope="session")
-def dataset_store(tmp_path_factory):
-    """The stdlib dataset for tiny-gpt, built once (copied into each run's store)."""
-    from relaytrain_runtime.data import build_stdlib_dataset
-    from relaytrain_runtime.presets import get_preset
-
-    store = open_store(f"file://{tmp_path_factory.mktemp('dataset')}")
-    build_stdlib_dataset(store, get_preset("tiny-gpt").vocab_size)
-    return store
-
-
-def new_run(url: str, dataset_store) -> str:
-    store = open_store(url)
-    for key in dataset_store.list("data/"):
-        store.write(key, dataset_store.read(key))
-    return url
 
 
 def reference_digest(spec: dict, dataset_store, tmp_path) -> str:

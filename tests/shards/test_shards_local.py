@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from relaytrain.blueprint.schema import Blueprint
-from tests.test_shards_fixtures import bitwise_equal, drive, new_run, shards_dataset, weights  # noqa: F401
+from tests.fixtures.shards import bitwise_equal, drive, weights
 
 TRAINING = {"preset": "tiny-gpt", "steps": 2, "batch_size": 4, "seq_len": 32, "eval_batches": 1}
 FUNCTIONS = {"shards": 2, "sync": "gradients", "timeout_s": 600}
@@ -27,13 +27,13 @@ def test_kit_runner_imports_no_torch():
     assert "torch" not in mods
 
 
-def test_run_local_with_killed_shards_matches_reference(new_run):
+def test_run_local_with_killed_shards_matches_reference(shards_run):
     from relaytrain.localrun.shards import run_local
 
-    ref = new_run("ref")
+    ref = shards_run("ref")
     drive(ref, TRAINING, {**FUNCTIONS, "exchange_dtype": "fp32"})
     bp = blueprint(exchange_dtype="fp32")
-    url = new_run("local")
+    url = shards_run("local")
     lines = []
     # seed 3 kills the first attempt of round 0's shard 1 (the runner retries it)
     summary = run_local(bp, url, kill_prob=0.3, chaos_seed=3, parallel_reduce=True, log=lines.append)
@@ -46,24 +46,24 @@ def test_run_local_with_killed_shards_matches_reference(new_run):
     assert again["rounds"] == 0 and again["done"]
 
 
-def test_run_local_refuses_other_topologies(new_run):
+def test_run_local_refuses_other_topologies(shards_run):
     import pytest
 
     from relaytrain.localrun.shards import ShardsRunError, run_local
 
     bp = Blueprint.model_validate({"name": "x", "cloud": "aws", "topology": "lambda-steps"})
     with pytest.raises(ShardsRunError, match="topology 'lambda-steps'; the shards runner needs function-shards"):
-        run_local(bp, new_run())
+        run_local(bp, shards_run())
 
 
-def test_stragglers_get_backup_copies(new_run):
+def test_stragglers_get_backup_copies(shards_run):
     """Past the round deadline every unfinished shard gets one backup invocation; the first copy to
     finish counts and the other is stopped; the round commits the same model."""
     from relaytrain.localrun.shards import run_local
 
-    ref = new_run("ref")
+    ref = shards_run("ref")
     drive(ref, TRAINING, {**FUNCTIONS, "exchange_dtype": "fp32"}, rounds=1)
-    url = new_run("local")
+    url = shards_run("local")
     summary = run_local(blueprint(exchange_dtype="fp32"), url, max_rounds=1, round_deadline_s=0.05,
                         parallel_reduce=False, log=None)
     assert summary["rounds"] == 1 and summary["backups"] >= 1

@@ -1,7 +1,7 @@
 """One snapshot per AWS blueprint's template, and every shipped AWS blueprint synthesizes.
 
 Asset hashes (64 hex digits: image tags, zip keys) are normalised so only real changes show.
-Update after an intended change: pytest tests/test_aws_snapshots.py --snapshot-update
+Update after an intended change: pytest tests/aws/test_aws_snapshots.py --snapshot-update
 """
 
 import json

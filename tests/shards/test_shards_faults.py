@@ -17,7 +17,7 @@ from relaytrain_runtime import RelayError
 from relaytrain_runtime.shards.entry import reduce_op, shard_op, status_op
 from relaytrain_runtime.shards.exchange import Exchange, Round
 from relaytrain_runtime.store import open_store
-from tests.test_shards_fixtures import bitwise_equal, drive, new_run, shards_dataset, weights  # noqa: F401
+from tests.fixtures.shards import bitwise_equal, drive, weights
 
 SPEC = {"preset": "tiny-gpt", "steps": 3, "batch_size": 4, "seq_len": 32, "eval_batches": 1}
 FUNCS = {"shards": 2, "sync": "gradients"}
@@ -28,14 +28,14 @@ def ev(url, op, **kw):
 
 
 @pytest.fixture
-def clean(new_run):
-    url = new_run("clean")
+def clean(shards_run):
+    url = shards_run("clean")
     drive(url, SPEC, FUNCS)
     return weights(url)
 
 
-def test_duplicate_and_late_shards_change_nothing(new_run, clean):
-    url = new_run()
+def test_duplicate_and_late_shards_change_nothing(shards_run, clean):
+    url = shards_run()
     status_op(ev(url, "status", spec=SPEC, functions=FUNCS))
     # round 0: every shard runs twice (a retry whose first attempt had already finished)
     r0 = [shard_op(ev(url, "shard", round=0, shard=k)) for k in (0, 1, 1, 0)]
@@ -54,8 +54,8 @@ def test_duplicate_and_late_shards_change_nothing(new_run, clean):
     assert open_store(url).list("rounds/") == []  # the next commit swept the orphans
 
 
-def test_stale_rounds_and_reducers(new_run, clean):
-    url = new_run()
+def test_stale_rounds_and_reducers(shards_run, clean):
+    url = shards_run()
     status_op(ev(url, "status", spec=SPEC, functions=FUNCS))
     # a shard for a future round: the baton is behind, nothing is computed or written
     ahead = shard_op(ev(url, "shard", round=2, shard=0))
@@ -76,9 +76,9 @@ def test_stale_rounds_and_reducers(new_run, clean):
     assert shard_op(ev(url, "shard", round=3, shard=0))["status"] == "done"
 
 
-def test_killed_shard_is_retried(new_run, clean):
+def test_killed_shard_is_retried(shards_run, clean):
     """SIGKILL a shard process mid-flight; the reducer reports it missing; its retry completes the round."""
-    url = new_run()
+    url = shards_run()
     status_op(ev(url, "status", spec=SPEC, functions=FUNCS))
     cmd = [sys.executable, "-m", "relaytrain_runtime", "shard", "--store", url, "--round", "0", "--shards", "2"]
     victim = subprocess.Popen(cmd + ["--shard", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -97,8 +97,8 @@ def test_killed_shard_is_retried(new_run, clean):
     assert bitwise_equal(weights(url), clean)
 
 
-def test_parallel_piece_reducers_commit_once(new_run, clean):
-    url = new_run()
+def test_parallel_piece_reducers_commit_once(shards_run, clean):
+    url = shards_run()
     status_op(ev(url, "status", spec=SPEC, functions=FUNCS))
     for rnd in range(SPEC["steps"]):
         baton = [shard_op(ev(url, "shard", round=rnd, shard=k))["baton"] for k in range(2)][0]
@@ -122,8 +122,8 @@ def test_parallel_piece_reducers_commit_once(new_run, clean):
     ({"op": "shard", "store": "STORE", "round": 0, "shard": 0, "functions": {"shards": 2, "sync": "allreduce"}},
      "sync: must be gradients or diloco"),
 ])
-def test_bad_events_one_clear_line(new_run, event, message):
-    url = new_run()
+def test_bad_events_one_clear_line(shards_run, event, message):
+    url = shards_run()
     status_op(ev(url, "status", spec=SPEC, functions=FUNCS))
     event = {k: (url if v == "STORE" else v) for k, v in event.items()}
     op = shard_op if event["op"] == "shard" else reduce_op
@@ -131,15 +131,15 @@ def test_bad_events_one_clear_line(new_run, event, message):
         op(event)
 
 
-def test_batch_must_split_evenly(new_run):
-    url = new_run()
+def test_batch_must_split_evenly(shards_run):
+    url = shards_run()
     with pytest.raises(RelayError, match="batch_size 4 must be divisible by functions.shards 3"):
         status_op(ev(url, "status", spec=SPEC, functions={"shards": 3}))
     assert not open_store(url).exists("spec.json") and not open_store(url).exists("shards.json")
 
 
-def test_cli_errors_are_one_line(new_run):
-    url = new_run()
+def test_cli_errors_are_one_line(shards_run):
+    url = shards_run()
     out = subprocess.run([sys.executable, "-m", "relaytrain_runtime", "shard", "--store", url, "--round", "0",
                           "--shard", "0"], capture_output=True, text=True)
     assert out.returncode == 2 and out.stdout == ""
@@ -148,13 +148,13 @@ def test_cli_errors_are_one_line(new_run):
     assert not open_store(url).exists("shards.json")
 
 
-def test_handler_registry_serves_shard_and_reduce(new_run, clean, tmp_path):
+def test_handler_registry_serves_shard_and_reduce(shards_run, clean, tmp_path):
     """The cloud handlers' op registry runs these entry points, with their price and a dataset cache."""
     import time as _time
 
     from relaytrain_runtime.handlers.ops import run_op
 
-    url = new_run()
+    url = shards_run()
     deadline = _time.time() + 600
     for rnd in range(SPEC["steps"]):
         shards = [run_op({"op": "shard", "store": url, "round": rnd, "shard": k, "shards": 2, "spec": SPEC,

@@ -11,9 +11,7 @@ import pytest
 
 from relaytrain_runtime.leg import run_leg
 from relaytrain_runtime.store import open_store
-from tests.test_shards_fixtures import (  # noqa: F401
-    bitwise_equal, drive, max_tensor_rel_diff, new_run, rel_diff, run_with_dataset, shards_dataset, weights,
-)
+from tests.fixtures.shards import bitwise_equal, drive, max_tensor_rel_diff, rel_diff, run_with_dataset, weights
 
 SPEC = {"preset": "tiny-gpt", "steps": 12, "batch_size": 8, "seq_len": 32, "warmup_steps": 2, "eval_batches": 2}
 
@@ -31,8 +29,8 @@ def single(shards_dataset, tmp_path_factory):
 
 
 @pytest.mark.parametrize("K", [1, 2, 4])
-def test_gradients_match_single_worker(new_run, single, K):
-    url = new_run(f"k{K}")
+def test_gradients_match_single_worker(shards_run, single, K):
+    url = shards_run(f"k{K}")
     out = drive(url, SPEC, {"shards": K, "sync": "gradients"})
     assert len(out) == SPEC["steps"] and out[-1]["done"] and out[-1]["step"] == SPEC["steps"]
     got = weights(url)

@@ -11,7 +11,7 @@ import pytest
 
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.store import open_store
-from tests.test_cloud_relay import dataset_store, new_run  # noqa: F401 (session fixture)
+from tests.fixtures.runs import new_run
 
 SPEC = {"preset": "tiny-gpt", "steps": 16, "batch_size": 8, "seq_len": 128, "eval_batches": 2, "keep_last": 2}
 
@@ -28,7 +28,7 @@ def _free_port() -> int:
     return free_port()
 
 
-def init_run(path, dataset_store) -> str:  # noqa: F811
+def init_run(path, dataset_store) -> str:
     from relaytrain_runtime.baton import Baton
     from relaytrain_runtime.spec import RunSpec
 
@@ -51,7 +51,7 @@ def relative_diff(a: dict, b: dict) -> float:
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory, dataset_store):  # noqa: F811
+def single(tmp_path_factory, dataset_store):
     """One process, run to the end, with power-off when done."""
     root = tmp_path_factory.mktemp("single")
     url = init_run(root / "run", dataset_store)
@@ -64,7 +64,7 @@ def single(tmp_path_factory, dataset_store):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def ddp(tmp_path_factory, dataset_store):  # noqa: F811
+def ddp(tmp_path_factory, dataset_store):
     """torchrun --nproc-per-node 2 (gloo), run to the end without interruption."""
     url = init_run(tmp_path_factory.mktemp("ddp") / "run", dataset_store)
     out = subprocess.run(node_cmd(url, nproc=2), capture_output=True, text=True, timeout=300)
@@ -72,7 +72,7 @@ def ddp(tmp_path_factory, dataset_store):  # noqa: F811
     return url, json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_single_node_matches_a_leg_and_powers_off(single, dataset_store, tmp_path):  # noqa: F811
+def test_single_node_matches_a_leg_and_powers_off(single, dataset_store, tmp_path):
     from relaytrain_runtime.leg import run_leg
 
     url, status, marker = single
@@ -101,7 +101,7 @@ def test_ddp_two_ranks_matches_single_process(single, ddp):
         assert abs(loss_ddp - loss_1) <= 1e-5 * abs(loss_1), (step, loss_ddp, loss_1)
 
 
-def test_sigterm_checkpoints_and_restart_finishes_identically(ddp, dataset_store, tmp_path):  # noqa: F811
+def test_sigterm_checkpoints_and_restart_finishes_identically(ddp, dataset_store, tmp_path):
     url = init_run(tmp_path / "run", dataset_store)
     proc = subprocess.Popen(node_cmd(url, "--progress", "--checkpoint-every", "3600", nproc=2),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -130,7 +130,7 @@ def test_sigterm_checkpoints_and_restart_finishes_identically(ddp, dataset_store
     assert final["weights_sha256"] == ddp[1]["weights_sha256"]
 
 
-def test_single_node_sigterm_exits_zero_after_checkpoint(dataset_store, tmp_path):  # noqa: F811
+def test_single_node_sigterm_exits_zero_after_checkpoint(dataset_store, tmp_path):
     url = init_run(tmp_path / "run", dataset_store)
     proc = subprocess.Popen(node_cmd(url, "--progress"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:

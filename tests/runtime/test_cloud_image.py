@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-RUNTIME = Path(__file__).resolve().parent.parent / "runtime"
+RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
 
 
 def instructions():

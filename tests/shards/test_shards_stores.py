@@ -11,7 +11,7 @@ import pytest
 
 from relaytrain_runtime.shards.entry import reduce_op, shard_op, status_op
 from relaytrain_runtime.store import open_store
-from tests.test_shards_fixtures import bitwise_equal, drive, new_run, shards_dataset, weights  # noqa: F401
+from tests.fixtures.shards import bitwise_equal, drive, weights
 
 SPEC = {"preset": "tiny-gpt", "steps": 2, "batch_size": 4, "seq_len": 32, "eval_batches": 1}
 FUNCS = {"shards": 2, "sync": "gradients", "exchange_dtype": "fp32"}
@@ -32,8 +32,8 @@ def cloud_run(request, shards_dataset):
 
 
 @pytest.mark.parametrize("cloud_run", ["s3", "gs"], indirect=True)
-def test_rounds_on_cloud_store_match_file_store(cloud_run, new_run):
-    local = new_run("local")
+def test_rounds_on_cloud_store_match_file_store(cloud_run, shards_run):
+    local = shards_run("local")
     drive(local, SPEC, FUNCS)
 
     url = cloud_run
@@ -63,7 +63,7 @@ def test_rounds_on_cloud_store_match_file_store(cloud_run, new_run):
 
 
 @pytest.mark.parametrize("cloud_run", ["s3", "gs"], indirect=True)
-def test_killed_shard_on_cloud_store(cloud_run, new_run):
+def test_killed_shard_on_cloud_store(cloud_run, shards_run):
     """A shard process SIGKILLed mid-flight (start-up, load, compute or upload) against the real
     protocol server: the reducer reports it missing, the retry completes the round, same model."""
     import os
@@ -72,7 +72,7 @@ def test_killed_shard_on_cloud_store(cloud_run, new_run):
     import sys
     import time
 
-    local = new_run("local")
+    local = shards_run("local")
     drive(local, SPEC, FUNCS, rounds=1)
     url = cloud_run
     status_op({"op": "status", "store": url, "spec": SPEC, "functions": FUNCS})

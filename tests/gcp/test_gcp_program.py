@@ -97,7 +97,7 @@ def test_policy_rules_catch_violations(resource, message):
 
 
 def test_policy_pack_reports_through_pulumi_policy():
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "stacks" / "policy"))
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2] / "stacks" / "policy"))
     try:
         from relaytrain_policies import policies
     finally:
@@ -204,7 +204,7 @@ def test_pulumi_entry_point_reads_stack_config(gcp_graph, gcp_blueprints):
     import pulumi
     from relaytrain.gcp.mocks import run_program
 
-    root = pathlib.Path(__file__).resolve().parents[1]
+    root = pathlib.Path(__file__).resolve().parents[2]
     assert "main: relaytrain/gcp/" in (root / "stacks" / "Pulumi.yaml").read_text()
     pulumi.runtime.set_all_config({"relaytrain:blueprint": "tests/blueprints/gcp/gcp-gpu-spot.yaml",
                                    "gcp:project": "relaytrain-review", "gcp:region": "us-central1"})

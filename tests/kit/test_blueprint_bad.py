@@ -1,6 +1,6 @@
 """Malformed blueprints: each names its exact line and field path, and nothing is written anywhere.
 
-Every file in tests/bad_blueprints/ starts with `# expect: LINE PATH | TEXT`: loading it must raise a
+Every file in tests/kit/bad_blueprints/ starts with `# expect: LINE PATH | TEXT`: loading it must raise a
 BlueprintError with a problem `FILE:LINE: PATH: ...TEXT...`.
 """
 
