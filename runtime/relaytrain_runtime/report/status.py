@@ -83,6 +83,10 @@ def _num(x, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
 
 
+def _usd(x) -> str:
+    return "-" if x is None else f"${x:,.4f}"
+
+
 def format_status(s: dict) -> str:
     """The status as aligned lines for a terminal."""
     state = "done" if s["done"] else "in progress"
@@ -102,7 +106,7 @@ def format_status(s: dict) -> str:
         f"step     {s['step']}/{s['steps']} ({pct:.1f} %){epoch}  tokens {s['tokens']:,}",
         f"loss     {_num(s['loss'], '.4f')}  val loss {val}",
         f"speed    {rate} tokens/s  ETA {duration(s['eta_s'])}",
-        f"cost     ${s['cost_usd']:,.4f} so far  ${_num(s['projected_cost_usd'], ',.4f')} projected{budget}",
+        f"cost     ${s['cost_usd']:,.4f} so far  {_usd(s['projected_cost_usd'])} projected{budget}",
         f"legs     {s['legs']}  checkpoints {s['checkpoints']}",
         f"latest   {ckpt['manifest']} (weights {(ckpt['weights_sha256'] or '')[:16]}...)" if ckpt
         else "latest   none yet",
