@@ -182,3 +182,25 @@ def test_validate_and_synth_print_json(tmp_path):
     assert synth.returncode == 0, synth.stderr
     written = json.loads(synth.stdout)
     assert (written["aws"], written["gcp"]) == (0, 1) and all(pathlib.Path(p).is_file() for p in written["written"])
+
+
+def test_report_logs_the_stream_to_a_file_mlflow_store(watched, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="MLflow logging is optional: mlflow-skinny (requirements-dev.txt) is missing")
+    from mlflow.tracking import MlflowClient
+
+    uri = (tmp_path / "mlruns").as_uri()
+    env = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true"}  # mlflow 3 keeps the file store in maintenance mode
+    first = relaytrain("report", "--store", watched["url"], "--mlflow", uri, "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    logged = json.loads(first.stdout)["mlflow"]
+    assert logged["last_step"] == 8
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=uri)
+    history = client.get_metric_history(logged["run_id"], "train/loss")
+    assert sorted((m.step, m.value) for m in history) == [(s, 10.0 - s) for s in range(1, 9)]
+    assert [m.value for m in client.get_metric_history(logged["run_id"], "eval/val_loss")] == [7.5, 6.25]
+    run = client.get_run(logged["run_id"])
+    assert run.data.params["steps"] == "12" and run.data.tags["relaytrain.store"] == watched["url"]
+    again = json.loads(relaytrain("report", "--store", watched["url"], "--mlflow", uri, "--json", env=env).stdout)
+    assert again["mlflow"] == {"run_id": logged["run_id"], "logged": 0, "last_step": 8}  # same run, nothing twice
+    assert len(client.get_metric_history(logged["run_id"], "train/loss")) == 8
