@@ -124,6 +124,23 @@ def test_report_plots_summary_and_tensorboard(watched, tmp_path):
     assert [p.name for p in (tmp_path / "tb").iterdir()] == ["events.out.tfevents.relaytrain"]
 
 
+@pytest.mark.parametrize("scheme, bucket_fixture", [("s3", "s3_bucket"), ("gs", "gcs_bucket")])
+def test_status_and_report_read_bucket_stores(watched, scheme, bucket_fixture, request, tmp_path):
+    """The same run's JSON objects in an S3 (moto) or GCS (fake-gcs-server) bucket read the same."""
+    url = f"{scheme}://{request.getfixturevalue(bucket_fixture)}/runs/watched"
+    bucket = open_store(url)
+    for key in watched["store"].list(""):
+        if not key.startswith(("ckpt/", "data/parts/")):  # status and report read JSON only
+            bucket.write(key, watched["store"].read(key))
+    local = json.loads(relaytrain("status", "--store", watched["url"], "--json").stdout)
+    remote = relaytrain("status", "--store", url, "--json")
+    assert remote.returncode == 0, remote.stderr
+    assert {**json.loads(remote.stdout), "store": None} == {**local, "store": None}
+    report = relaytrain("report", "--store", url, "--out", str(tmp_path), "--json")
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["best_val_loss"] == 6.25 and (tmp_path / "cost.png").is_file()
+
+
 def test_status_and_report_never_import_torch(watched):
     code = ("import sys, contextlib, io; from relaytrain.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
