@@ -95,6 +95,28 @@ def test_status_text_and_bounded_watch(watched):
     assert [json.loads(line)["step"] for line in lines] == [8, 8]
 
 
+def test_watch_on_a_terminal_redraws_in_place(watched):
+    import pty
+
+    main, child = pty.openpty()
+    proc = subprocess.run([sys.executable, "-m", "relaytrain", "status", "--store", watched["url"], "--watch",
+                           "--iterations", "2", "--interval", "0.01"], stdout=child, stderr=subprocess.PIPE)
+    os.close(child)
+    shown = b""
+    while chunk := _read(main):
+        shown += chunk
+    os.close(main)
+    assert proc.returncode == 0, proc.stderr
+    assert shown.count(b"\x1b[H\x1b[J") == 2 and shown.count(b"step     8/12") == 2
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # the terminal's other side is closed: all read
+        return b""
+
+
 def test_report_plots_summary_and_tensorboard(watched, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.util import tensor_util
