@@ -28,18 +28,20 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser(prog: str = "relaytrain-runtime", verbs: dict | None = None) -> tuple[argparse.ArgumentParser, dict]:
+def build_parser(prog: str = "relaytrain-runtime", verbs: dict | None = None,
+                 description: str = "relaytrain training runtime") -> tuple[argparse.ArgumentParser, dict]:
     verbs = VERBS if verbs is None else verbs
-    parser = argparse.ArgumentParser(prog=prog, description="relaytrain training runtime")
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, (_module, help_) in verbs.items():
         sub.add_parser(name, help=help_, add_help=False)
     return parser, verbs
 
 
-def dispatch(argv: list[str], prog: str, verbs: dict[str, tuple[str, str]]) -> int:
+def dispatch(argv: list[str], prog: str, verbs: dict[str, tuple[str, str]],
+             description: str = "relaytrain training runtime") -> int:
     """Run `prog VERB ...`: load only that verb's module; errors become one clear line."""
-    parser, verbs = build_parser(prog, verbs)
+    parser, verbs = build_parser(prog, verbs, description)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in verbs:
         if argv and argv[0] not in ("-h", "--help"):
             print(f"{prog}: error: unknown verb {argv[0]!r} (choose one of: {', '.join(verbs)})", file=sys.stderr)

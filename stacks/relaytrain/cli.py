@@ -1,16 +1,24 @@
 """`relaytrain`: the kit's command.
 
-Kit verbs (blueprints, planning, synthesis, deployment control) live in `relaytrain.commands`;
-runtime verbs (init, leg, train, ...) are forwarded to the runtime's dispatcher, which loads
-torch only for the verb that needs it.
+Kit verbs (blueprints, planning, synthesis, deployment control, watching runs) live in
+`relaytrain.commands`; runtime verbs (init, leg, train, ...) are forwarded to the runtime's
+dispatcher, which loads torch only for the verb that needs it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
+from relaytrain_runtime import __version__ as RUNTIME_VERSION
 from relaytrain_runtime.cli import VERBS as RUNTIME_VERBS
 from relaytrain_runtime.cli import dispatch
+
+from relaytrain import __version__
+
+DESCRIPTION = ("relaytrain: infrastructure-as-code blueprints for training language models on serverless and GPU "
+               "clouds (AWS CDK, GCP Pulumi) and locally. Kit verbs first, then the training runtime's verbs; "
+               "`relaytrain --version` prints the versions.")
 
 KIT_VERBS: dict[str, tuple[str, str]] = {
     "validate": ("relaytrain.commands.validate", "validate blueprint files (exit 0 when all are valid, 2 otherwise)"),
@@ -18,14 +26,33 @@ KIT_VERBS: dict[str, tuple[str, str]] = {
     "run": ("relaytrain.commands.run", "run a blueprint's topology on this machine (--local)"),
     "synth": ("relaytrain.commands.synth", "write CloudFormation templates (AWS) and resource plans (GCP) for review"),
     "launch": ("relaytrain.commands.launch", "start a run on a deployed AWS stack"),
-    "status": ("relaytrain.commands.status", "show a deployed run: step, loss, legs, accrued cost, latest checkpoint"),
+    "status": ("relaytrain.commands.status", "show a run (--store URL or a deployed AWS stack): step, loss, val loss, "
+                                             "tokens/s, ETA, cost and projected cost; --watch"),
+    "report": ("relaytrain.commands.report", "plots, summary table (--out) and TensorBoard event files "
+                                             "(--tensorboard) of a run's metrics stream"),
 }
 
 VERBS = {**KIT_VERBS, **RUNTIME_VERBS}
 
 
+def _quiet_broken_pipe() -> int:
+    """stdout's reader went away (`relaytrain plan --json | head`): stop quietly, like a tool killed by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+    return 141
+
+
 def main(argv: list[str] | None = None) -> int:
-    return dispatch(sys.argv[1:] if argv is None else argv, "relaytrain", VERBS)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"]:
+        print(f"relaytrain {__version__} (runtime {RUNTIME_VERSION})")
+        return 0
+    try:
+        code = dispatch(argv, "relaytrain", VERBS, DESCRIPTION)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
 
 
 if __name__ == "__main__":

@@ -95,3 +95,11 @@ def gen_of_metrics_key(key: str) -> int | None:
         return None
     stem = key[len(METRICS_PREFIX):].split("-", 1)[0]
     return int(stem) if stem.isdigit() else None
+
+
+def leg_of_metrics_key(key: str) -> str | None:
+    """The leg id of a `metrics/<gen>-<leg>.jsonl` key; None for any other key."""
+    if gen_of_metrics_key(key) is None:
+        return None
+    parts = key[len(METRICS_PREFIX):-len(".jsonl")].split("-", 1)
+    return parts[1] if len(parts) == 2 and parts[1] else None

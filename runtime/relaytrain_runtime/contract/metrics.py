@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from relaytrain_runtime.contract.keys import METRICS_PREFIX, gen_of_metrics_key, metrics_key
+from relaytrain_runtime.contract.keys import METRICS_PREFIX, gen_of_metrics_key, leg_of_metrics_key, metrics_key
 
 
 def encode_records(records: list[dict]) -> bytes:
@@ -30,10 +30,11 @@ def write_records(store, gen: int, leg_id: str, records: list[dict]) -> str:
 
 def read_records(store, gens: set[int] | None = None) -> list[dict]:
     """Every record in the store, in key order (optionally only of the commits `gens`), each with
-    `gen` set. Unreadable lines are skipped: the stream is telemetry, never the run's state."""
+    `gen` and `leg` (the writer's leg id, from the key) set. Unreadable lines are skipped: the stream is
+    telemetry, never the run's state."""
     out = []
     for key in sorted(store.list(METRICS_PREFIX)):
-        gen = gen_of_metrics_key(key)
+        gen, leg = gen_of_metrics_key(key), leg_of_metrics_key(key)
         if gen is None or (gens is not None and gen not in gens):
             continue
         for line in store.read(key).decode("utf-8", "replace").splitlines():
@@ -42,5 +43,5 @@ def read_records(store, gens: set[int] | None = None) -> list[dict]:
             except ValueError:
                 continue
             if isinstance(rec, dict):
-                out.append({**rec, "gen": rec.get("gen", gen)})
+                out.append({**rec, "gen": rec.get("gen", gen), "leg": rec.get("leg", leg)})
     return out

@@ -16,8 +16,11 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from relaytrain.aws.deployed import start_run
     from relaytrain.blueprint import load
+    from relaytrain.commands import aws_only
 
-    started = start_run(load(args.blueprint), run=args.run, region=args.region)
+    blueprint = load(args.blueprint)
+    aws_only(blueprint, "launch", "relaytrain status --store $(pulumi stack output store_url)")
+    started = start_run(blueprint, run=args.run, region=args.region)
     if args.json:
         print(json.dumps(started, sort_keys=True))
     else:

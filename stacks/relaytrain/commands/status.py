@@ -1,34 +1,91 @@
-"""`relaytrain status FILE [--run NAME]`: a deployed run's baton (step, loss, legs, cost, checkpoint)."""
+"""`relaytrain status [FILE] [--store URL] [--watch]`: a run's step, epoch, tokens, loss, validation loss,
+tokens/s, ETA, cost so far and projected cost against the blueprint's budget.
+
+`--store URL` reads any run's store (file://, s3://, gs://); `FILE` alone finds the store of a
+deployed AWS stack (and lists its state machine's executions). GCP stacks are read by store URL
+(`pulumi stack output store_url`). `--watch` refreshes in place until the run is done (or
+`--iterations` refreshes); with `--json`, one JSON object per line per refresh.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
+import time
+
+from relaytrain_runtime import RelayError
+
+CLEAR = "\x1b[H\x1b[J"  # cursor home, clear to the end of the screen
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("blueprint", help="the blueprint file the stack was deployed from")
-    parser.add_argument("--run", help="run name (default: the blueprint's name)")
+    parser.add_argument("blueprint", nargs="?", help="the blueprint file the stack was deployed from "
+                                                     "(with --store: only its budget_usd is used)")
+    parser.add_argument("--store", help="store URL of the run (file://, s3://, gs://): read it directly")
+    parser.add_argument("--run", help="run name on a deployed AWS stack (default: the blueprint's name)")
     parser.add_argument("--region", help="AWS region (default: the blueprint's region, else us-east-1)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--budget", type=float, help="budget in USD to project against (default: the blueprint's)")
+    parser.add_argument("--watch", action="store_true", help="refresh in place until the run is done")
+    parser.add_argument("--interval", type=float, default=30.0, help="--watch: seconds between refreshes (%(default)s)")
+    parser.add_argument("--iterations", type=int, help="--watch: stop after this many refreshes")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (per refresh with --watch)")
+
+
+def _target(args):
+    """(store URL, blueprint or None, executions callable or None) from the arguments."""
+    from relaytrain.commands import aws_only
+
+    blueprint = None
+    if args.blueprint:
+        from relaytrain.blueprint import load
+
+        blueprint = load(args.blueprint)
+    if args.store:
+        return args.store, blueprint, None
+    if blueprint is None:
+        raise RelayError("relaytrain status needs a blueprint FILE (deployed AWS stack) or --store URL")
+    aws_only(blueprint, "status", "relaytrain status --store $(pulumi stack output store_url)")
+    from relaytrain.aws.deployed import executions, run_store, stack_outputs
+
+    outputs = stack_outputs(blueprint, args.region)
+    return (run_store(outputs, args.run or blueprint.name), blueprint,
+            lambda: executions(blueprint, outputs, args.region))
+
+
+def snapshot(store_url: str, budget: float | None, list_executions=None) -> dict:
+    from relaytrain_runtime.report.status import run_status
+    from relaytrain_runtime.report.view import load_run
+
+    state = run_status(load_run(store_url), budget)
+    if list_executions is not None:
+        state["executions"] = list_executions()
+    return state
+
+
+def render(state: dict) -> str:
+    from relaytrain_runtime.report.status import format_status
+
+    lines = [format_status(state)] + [f"exec     {e['name']}  {e['status']}  {e['started']}"
+                                      for e in state.get("executions", [])]
+    return "\n".join(lines)
 
 
 def run(args) -> int:
-    from relaytrain.aws.deployed import executions, run_state, run_store, stack_outputs
-    from relaytrain.blueprint import load
-
-    blueprint = load(args.blueprint)
-    outputs = stack_outputs(blueprint, args.region)
-    state = run_state(run_store(outputs, args.run or blueprint.name))
-    state["executions"] = executions(blueprint, outputs, args.region)
-    if args.json:
-        print(json.dumps(state, sort_keys=True))
-        return 0
-    loss = "-" if state["loss"] is None else f"{state['loss']:.4f}"
-    print(f"run      {state['store']}  ({state['preset']}, {'done' if state['done'] else 'in progress'})")
-    print(f"step     {state['step']}/{state['steps']}  loss {loss}  tokens {state['tokens']}")
-    print(f"legs     {state['legs']}  cost ${state['cost_usd']:.4f}  checkpoints {state['checkpoints']}")
-    ckpt = state["latest_checkpoint"]
-    print(f"latest   {ckpt['manifest']} (weights {ckpt['weights_sha256'][:16]}...)" if ckpt else "latest   none yet")
-    for e in state["executions"]:
-        print(f"exec     {e['name']}  {e['status']}  {e['started']}")
-    return 0
+    if args.iterations is not None and args.iterations < 1:
+        raise RelayError(f"--iterations must be >= 1, got {args.iterations}")
+    if not args.interval > 0:
+        raise RelayError(f"--interval must be > 0 seconds, got {args.interval:g}")
+    store_url, blueprint, list_executions = _target(args)
+    budget = args.budget if args.budget is not None else (blueprint.budget_usd if blueprint else None)
+    count = 0
+    while True:
+        state = snapshot(store_url, budget, list_executions)
+        count += 1
+        if args.json:
+            print(json.dumps(state, sort_keys=True), flush=True)
+        else:
+            clear = CLEAR if args.watch and sys.stdout.isatty() else ""
+            print(clear + render(state) + ("\n" if args.watch and not clear else ""), flush=True)
+        if not args.watch or state["done"] or (args.iterations is not None and count >= args.iterations):
+            return 0
+        time.sleep(args.interval)

@@ -6,6 +6,7 @@ become resource plans (type, name and inputs of every resource, through Pulumi's
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 from relaytrain.blueprint import catalog_files, load_all
@@ -14,6 +15,7 @@ from relaytrain.blueprint import catalog_files, load_all
 def add_arguments(parser) -> None:
     parser.add_argument("files", nargs="*", help="blueprint files (default: every file in blueprints/)")
     parser.add_argument("--out", default="review", help="output folder (default: review)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object: the files written")
 
 
 def run(args) -> int:
@@ -31,6 +33,9 @@ def run(args) -> int:
         from relaytrain.gcp.review import write_plans
 
         written += write_plans(gcp, out / "gcp")
+    if args.json:
+        print(json.dumps({"out": str(out), "aws": len(aws), "gcp": len(gcp), "written": [str(p) for p in written]}))
+        return 0
     for path in written:
         print(path)
     print(f"synthesized {len(aws)} AWS and {len(gcp)} GCP blueprint(s) into {out}/")

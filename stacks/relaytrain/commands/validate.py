@@ -5,6 +5,7 @@ Every problem of every file is printed, one `FILE:LINE: path.to.field: message` 
 
 from __future__ import annotations
 
+import json
 import sys
 
 from relaytrain.blueprint import BlueprintError, catalog_files, load
@@ -12,19 +13,24 @@ from relaytrain.blueprint import BlueprintError, catalog_files, load
 
 def add_arguments(parser) -> None:
     parser.add_argument("files", nargs="*", help="blueprint files (default: every file in blueprints/)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object: valid files and problems")
 
 
 def run(args) -> int:
     files = args.files or catalog_files()
-    problems = []
+    problems, valid = [], []
     for path in files:
         try:
             bp = load(path)
         except BlueprintError as exc:
             problems += exc.problems
             continue
-        where = f"{bp.cloud} {bp.region}"
-        print(f"{path}: ok ({bp.name}: {bp.topology} on {where})")
+        valid.append({"file": str(path), "name": bp.name, "topology": bp.topology, "cloud": bp.cloud,
+                      "region": bp.region})
+        if not args.json:
+            print(f"{path}: ok ({bp.name}: {bp.topology} on {bp.cloud} {bp.region})")
+    if args.json:
+        print(json.dumps({"valid": valid, "problems": problems}, sort_keys=True))
     for line in problems:
         print(line, file=sys.stderr)
     if problems:

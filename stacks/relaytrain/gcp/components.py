@@ -14,16 +14,19 @@ maps a blueprint onto these.
 | `TrainingNetwork` | a VPC with Private Google Access and Cloud NAT for nodes without external IPs |
 | `GpuTrainingNode` | GCE GPU instance(s) running `relaytrain-runtime node` |
 | `CostBudget` | a Cloud Billing budget over the run's labelled resources, alerting at 50/90/100 % |
+| `RunMonitoring` | log-based metrics from the runtime's commit log lines, a dashboard, a cost alert |
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shlex
 
 import pulumi
 import pulumi_gcp as gcp
+from relaytrain_runtime.report.logline import EVENT as COMMIT_EVENT
 
 from relaytrain.gcp import workflow as wf
 from relaytrain.gcp.source import ENTRY_POINT, PYTHON_RUNTIME, SourceArchive
@@ -384,3 +387,89 @@ class CostBudget(pulumi.ComponentResource):
             + [gcp.billing.BudgetThresholdRuleArgs(threshold_percent=1.0, spend_basis="FORECASTED_SPEND")],
             opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"budget": self.budget.name})
+
+
+# --------------------------------------------------------------------------------------------- monitoring
+
+LOG_METRICS = {  # log-based metric -> (unit, description); values from the commit log line's field of that name
+    "loss": ("1", "training loss at a commit"),
+    "val_loss": ("1", "validation loss of the evaluations a commit carries"),
+    "tokens_per_s": ("1/s", "mean training tokens per second of a commit's steps"),
+    "step_s": ("s", "mean seconds per optimizer step of a commit"),
+    "cost_usd": ("1", "the run's accrued cost in USD at a commit"),
+}
+# ~10 % wide buckets from 1e-4 to ~1.3e6: losses, seconds, throughputs and dollars alike
+METRIC_BUCKETS = {"scale": 1e-4, "growth_factor": 1.2, "num_finite_buckets": 128}
+
+
+def commit_filter(run: str, field: str | None = None) -> str:
+    """Cloud Logging filter of one run's commit lines (`relaytrain_runtime.report.logline`)."""
+    base = f'jsonPayload.relaytrain="{COMMIT_EVENT}" AND jsonPayload.run="{run}"'
+    return base + (f" AND jsonPayload.{field}:*" if field else "")
+
+
+def dashboard_json(run: str, metric_types: dict[str, str]) -> str:
+    """A Cloud Monitoring dashboard: one chart per log-based metric (median per minute, per worker)."""
+
+    def tile(i: int, title: str, metric_type: str, aligner: str, period: str) -> dict:
+        query = {"timeSeriesFilter": {"filter": f'metric.type="{metric_type}"', "aggregation": {
+            "alignmentPeriod": period, "perSeriesAligner": aligner}}}
+        return {"xPos": 6 * (i % 2), "yPos": 4 * (i // 2), "width": 6, "height": 4, "widget": {
+            "title": title, "xyChart": {"dataSets": [{"timeSeriesQuery": query, "plotType": "LINE"}]}}}
+
+    tiles = [tile(i, f"{name} ({LOG_METRICS[name][1]})", metric_types[name], "ALIGN_PERCENTILE_50", "60s")
+             for i, name in enumerate(LOG_METRICS)]
+    tiles.append(tile(len(tiles), "commits per 5 minutes", metric_types["commits"], "ALIGN_SUM", "300s"))
+    return json.dumps({"displayName": f"relaytrain {run}", "mosaicLayout": {"columns": 12, "tiles": tiles}},
+                      sort_keys=True)
+
+
+class RunMonitoring(pulumi.ComponentResource):
+    """The run's metrics in Cloud Monitoring, from the structured line every commit logs (shards and
+    nodes alike): log-based metrics `relaytrain/<run>/<field>` (distributions of loss, val_loss,
+    tokens_per_s, step_s, cost_usd, and a commit counter), a dashboard of them and, with a budget,
+    an alert policy when the run's accrued cost passes it (incidents in the console; attach
+    notification channels to be told). The Cloud Billing budget is `CostBudget`."""
+
+    def __init__(self, name: str, *, run: str, budget_usd: float | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("relaytrain:gcp:RunMonitoring", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = f"relaytrain/{resource_name(run)}"
+        self.metrics: dict[str, gcp.logging.Metric] = {}
+        for field, (unit, description) in LOG_METRICS.items():
+            self.metrics[field] = gcp.logging.Metric(
+                f"{name}-{field.replace('_', '-')}", name=f"{prefix}/{field}",
+                description=f"relaytrain {run}: {description}",
+                filter=commit_filter(run, field), value_extractor=f"EXTRACT(jsonPayload.{field})",
+                metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
+                    metric_kind="DELTA", value_type="DISTRIBUTION", unit=unit,
+                    display_name=f"relaytrain {run} {field}"),
+                bucket_options=gcp.logging.MetricBucketOptionsArgs(
+                    exponential_buckets=gcp.logging.MetricBucketOptionsExponentialBucketsArgs(**METRIC_BUCKETS)),
+                opts=child)
+        self.metrics["commits"] = gcp.logging.Metric(
+            f"{name}-commits", name=f"{prefix}/commits", description=f"relaytrain {run}: commits",
+            filter=commit_filter(run), metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
+                metric_kind="DELTA", value_type="INT64", unit="1", display_name=f"relaytrain {run} commits"),
+            opts=child)
+        types = {k: f"logging.googleapis.com/user/{prefix}/{k}" for k in self.metrics}
+        after = pulumi.ResourceOptions(parent=self, depends_on=list(self.metrics.values()))
+        self.dashboard = gcp.monitoring.Dashboard(f"{name}-dashboard", dashboard_json=dashboard_json(run, types),
+                                                  opts=after)
+        self.cost_alert = None
+        if budget_usd is not None:
+            self.cost_alert = gcp.monitoring.AlertPolicy(
+                f"{name}-cost-alert", display_name=f"relaytrain {run}: accrued cost over ${budget_usd:g}",
+                combiner="OR", conditions=[gcp.monitoring.AlertPolicyConditionArgs(
+                    display_name=f"cost_usd > {budget_usd:g}",
+                    condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                        filter=f'metric.type="{types["cost_usd"]}"', comparison="COMPARISON_GT",
+                        threshold_value=budget_usd, duration="0s",
+                        aggregations=[gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+                            alignment_period="300s", per_series_aligner="ALIGN_PERCENTILE_99")]))],
+                documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
+                    content=f"Run {run} has accrued more than its budget_usd; see `relaytrain status`.",
+                    mime_type="text/markdown"),
+                opts=after)
+        self.register_outputs({"dashboard": self.dashboard.id, "metrics": [m.name for m in self.metrics.values()]})

@@ -56,6 +56,7 @@ class Deployment:
     network: c.TrainingNetwork | None = None
     node: c.GpuTrainingNode | None = None
     budget: c.CostBudget | None = None
+    monitoring: c.RunMonitoring | None = None
 
 
 def accelerator_of(machine_type: str, accelerator_type: str, accelerator_count: int) -> tuple[str, int]:
@@ -113,6 +114,7 @@ def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
     if bp.budget_usd is not None and config.billing_account:
         out.budget = c.CostBudget(f"{bp.name}-cost", billing_account=config.billing_account,
                                   amount_usd=bp.budget_usd, labels={"relaytrain-blueprint": bp.name})
+    out.monitoring = c.RunMonitoring(f"{bp.name}-monitoring", run=bp.name, budget_usd=bp.budget_usd)
     return out
 
 
@@ -167,3 +169,5 @@ def export(deployment: Deployment) -> None:
     if deployment.node:
         pulumi.export("instances", [i.name for i in deployment.node.instances])
         pulumi.export("zone", deployment.node.instances[0].zone)
+    if deployment.monitoring:
+        pulumi.export("dashboard", deployment.monitoring.dashboard.id)
