@@ -34,8 +34,8 @@ def check_url(url: str, what: str = "store URL") -> str:
         return url  # open_store names the unsupported scheme
     path = url if parsed.scheme == "" else parsed.path
     if parsed.scheme and (parsed.query or parsed.fragment or url.endswith(("?", "#"))):
-        raise StoreError(f"{what} {url!r}: no '?query' or '#fragment' allowed (expected SCHEME://bucket/prefix "
-                         "or file:///abs/path)")
+        raise StoreError(f"{what} {url!r}: a '?query' or '#fragment' is not allowed (expected "
+                         "SCHEME://bucket/prefix or file:///abs/path)")
     if _dot_segments(path):
         raise StoreError(f"{what} {url!r}: '.' and '..' segments are not allowed (name the directory or prefix "
                          "itself)")
