@@ -341,8 +341,8 @@ class Baton:
         malformed ones with a warning. A commit pruned while we read it means newer ones exist: start over on
         the newest (no warning). (None, None) for a run without commits."""
         for _ in range(RESCANS):
-            gens = self.gens()
-            all_gens = self._listing()[0]
+            all_gens, pruned = self._listing()
+            gens = [g for g in all_gens if g not in pruned]
             self.next_gen = (all_gens[-1] if all_gens else 0) + 1
             for gen in reversed(gens):
                 try:
