@@ -126,3 +126,19 @@ def test_checkpoint_files_are_standard_safetensors(tmp_path):
     Baton(store).commit(0, _state(1))
     key = Baton(store).latest()["objects"]["weights"]["key"]
     assert set(st_load(store.read(key))) == {"a.weight", "b.bias"}
+
+
+def test_prune_tombstones_manifests_and_drops_their_eval_records(tmp_path):
+    store = open_store(str(tmp_path))
+    baton = Baton(store)
+    for step in range(1, 5):
+        baton.commit(step - 1, _state(step))
+        store.write(f"eval/{step:08d}.json", b"{}")
+    assert baton.prune(1) == [1, 2, 3]
+    assert store.list("eval/") == ["eval/00000004.json"]
+    assert json.loads(store.read("baton/00000001.json")) == {"gen": 1, "pruned": True}
+    assert store.exists("baton/00000003.pruned") and baton.gens() == [4]
+    assert baton.prune(1) == []  # idempotent: pruned gens stay pruned, the fence stays
+    stale = Baton(store)
+    stale.next_gen = 2  # as if it had resumed gen 1 before the others committed
+    assert stale.commit(1, _state(2)) is None
