@@ -28,7 +28,7 @@ import numpy as np
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.data import DATA_PREFIX, MANIFEST_KEY, SPECIAL_TOKENS, TOKENIZER_KEY, VAL_EVERY, encode_split
 from relaytrain_runtime.handlers.ops import BadEvent, field
-from relaytrain_runtime.store import NotFound, open_store
+from relaytrain_runtime.store import NotFound, check_source, open_store
 
 from relaytrain_runtime.contract.keys import PARTS_PREFIX  # noqa: E402
 DEFAULT_SAMPLE_BYTES = 20_000_000
@@ -118,6 +118,8 @@ def manifest(store_url: str) -> dict:
 
 
 def preprocess_op(event: dict, deadline: float) -> dict:
+    if "source" in event:  # only where the deployment's configuration allows (store/confine.py)
+        check_source(field(event, "source", str))
     phase = field(event, "phase", str, "shard" if "key" in event else None, required="key" not in event)
     if phase == "plan":
         return plan(event["store"], field(event, "source", str, required=True),

@@ -6,7 +6,6 @@ import os
 import threading
 
 import pytest
-
 from relaytrain_runtime.store import NotFound, StoreError, open_store
 from relaytrain_runtime.store.cache import ShardCache
 
@@ -70,7 +69,7 @@ def test_create_race_exactly_one_winner(store):
         barrier = threading.Barrier(4)
         wins = {}
 
-        def racer(i):
+        def racer(i, key=key, barrier=barrier, wins=wins):
             barrier.wait()
             wins[i] = store.create(key, f"leg-{i}".encode())
 
@@ -134,7 +133,7 @@ def test_s3_upload_killed_mid_object_leaves_nothing(s3_bucket, tmp_path, monkeyp
         return real(**kw)
 
     monkeypatch.setattr(store._client, "upload_part", dying_upload_part)
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionResetError):
         store.put_file("ckpt/00000002-b/weights.safetensors", src)
     assert calls, "the upload did not go through multipart"
     assert not store.exists("ckpt/00000002-b/weights.safetensors")

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.baton import Baton, weights_digest
 from relaytrain_runtime.leg import run_leg
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
+
 from tests.fixtures.runs import TINY_SPEC
 
 
@@ -110,9 +110,8 @@ def test_leg_resumes_from_the_previous_checkpoint_when_the_latest_is_corrupt(tin
 
 
 def test_checkpoint_files_are_standard_safetensors(tmp_path):
-    from safetensors.torch import load as st_load
-
     from relaytrain_runtime.tensorfile import decode, encode
+    from safetensors.torch import load as st_load
 
     tensors = {"w": torch.randn(3, 5), "i": torch.arange(4), "h": torch.ones(2, dtype=torch.bfloat16),
                "e": torch.zeros(0, 3)}
@@ -126,3 +125,19 @@ def test_checkpoint_files_are_standard_safetensors(tmp_path):
     Baton(store).commit(0, _state(1))
     key = Baton(store).latest()["objects"]["weights"]["key"]
     assert set(st_load(store.read(key))) == {"a.weight", "b.bias"}
+
+
+def test_prune_tombstones_manifests_and_drops_their_eval_records(tmp_path):
+    store = open_store(str(tmp_path))
+    baton = Baton(store)
+    for step in range(1, 5):
+        baton.commit(step - 1, _state(step))
+        store.write(f"eval/{step:08d}.json", b"{}")
+    assert baton.prune(1) == [1, 2, 3]
+    assert store.list("eval/") == ["eval/00000004.json"]
+    assert json.loads(store.read("baton/00000001.json")) == {"gen": 1, "pruned": True}
+    assert store.exists("baton/00000003.pruned") and baton.gens() == [4]
+    assert baton.prune(1) == []  # idempotent: pruned gens stay pruned, the fence stays
+    stale = Baton(store)
+    stale.next_gen = 2  # as if it had resumed gen 1 before the others committed
+    assert stale.commit(1, _state(2)) is None

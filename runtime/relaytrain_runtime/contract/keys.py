@@ -2,7 +2,8 @@
 
     spec.json                         the run spec, created once
     shards.json                       function-shards config, created once
-    baton/<gen:08d>.json              commit manifest, written last with create()
+    baton/<gen:08d>.json              commit manifest, written last with create(); never deleted (the fence)
+    baton/<gen:08d>.pruned            marker: gen was pruned (its manifest is a tombstone, its objects gone)
     ckpt/<gen:08d>-<leg>/<object>     a checkpoint's objects
     legs/<gen:08d>-<leg>.json         status of the leg (or node) that committed gen
     eval/<gen:08d>.json               evaluation record of gen
@@ -12,6 +13,7 @@
     inner/<round:08d>/<shard:04d>     diloco: a shard's AdamW moments
     metrics/<gen:08d>-<leg>.jsonl     the metrics stream: one object per commit, never rewritten
     base/<sha256>/<file>              a pretrained start's frozen weights and tokenizer, stored once
+    probe/<token>                     a leg's writability probe, removed at once
 
 Pure Python; no torch.
 """
@@ -50,6 +52,22 @@ def gen_of_commit_key(key: str) -> int | None:
     return int(stem) if stem.isdigit() and len(stem) == GEN_WIDTH else None
 
 
+PRUNED_SUFFIX = ".pruned"
+
+
+def pruned_key(gen: int) -> str:
+    """The marker that gen was pruned: `baton/<gen>.pruned`, beside the manifest it retires."""
+    return f"{COMMIT_PREFIX}{gen:0{GEN_WIDTH}d}{PRUNED_SUFFIX}"
+
+
+def gen_of_pruned_key(key: str) -> int | None:
+    """The gen of a `baton/<gen>.pruned` key; None for any other key."""
+    if not key.startswith(COMMIT_PREFIX) or not key.endswith(PRUNED_SUFFIX):
+        return None
+    stem = key[len(COMMIT_PREFIX):-len(PRUNED_SUFFIX)]
+    return int(stem) if stem.isdigit() and len(stem) == GEN_WIDTH else None
+
+
 def ckpt_prefix(gen: int, leg_id: str) -> str:
     return f"{CKPT_PREFIX}{gen:0{GEN_WIDTH}d}-{leg_id}/"
 
@@ -60,6 +78,14 @@ def gen_of_ckpt_key(key: str) -> int | None:
         return None
     stem = key[len(CKPT_PREFIX):].split("-", 1)[0]
     return int(stem) if stem.isdigit() else None
+
+
+def leg_of_ckpt_key(key: str) -> str | None:
+    """The leg id of a `ckpt/<gen>-<leg>/...` key; None for any other key."""
+    if gen_of_ckpt_key(key) is None:
+        return None
+    head = key[len(CKPT_PREFIX):].split("/", 1)[0]
+    return head.split("-", 1)[1] if "-" in head else None
 
 
 def leg_status_key(gen: int, leg_id: str) -> str:
@@ -103,3 +129,11 @@ def leg_of_metrics_key(key: str) -> str | None:
         return None
     parts = key[len(METRICS_PREFIX):-len(".jsonl")].split("-", 1)
     return parts[1] if len(parts) == 2 and parts[1] else None
+
+
+PROBE_PREFIX = "probe/"
+
+
+def probe_key(token: str) -> str:
+    """A leg's writability probe (`Baton.check_writable`), deleted right after it is read back."""
+    return f"{PROBE_PREFIX}{token}"

@@ -5,14 +5,15 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from relaytrain_runtime.store.base import NotFound, Store, StoreError
+from relaytrain_runtime.store.confine import check_source, check_url
 
-__all__ = ["NotFound", "Store", "StoreError", "open_store"]
+__all__ = ["NotFound", "Store", "StoreError", "check_source", "check_url", "open_store"]
 
 
 def open_store(url: str) -> Store:
     if not url:
         raise StoreError("no store URL given (expected file:///path, s3://bucket/prefix or gs://bucket/prefix)")
-    parsed = urlparse(url)
+    parsed = urlparse(check_url(url))
     scheme = parsed.scheme
     if scheme in ("", "file"):
         from relaytrain_runtime.store.file import FileStore

@@ -85,6 +85,11 @@ class Store(ABC):
 
     def check(self) -> None:
         """Raise StoreError with a clear line if the store cannot be read and written."""
+        return None
+
+    def free_bytes(self) -> int | None:
+        """Bytes the store can still take, where it knows (a local volume); None for object stores."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"

@@ -18,7 +18,8 @@ MAX_CONCURRENCY = 16  # parallel streams per transfer
 
 def fill_in_parallel(buf: bytearray, filled: int, fetch, part_size: int, on_chunk=None, where: str = "") -> None:
     """Fill `buf[filled:]` with `fetch(start, end) -> bytes` over `part_size` ranges (each backend passes its
-    own: their minimum part sizes differ), MAX_CONCURRENCY at a time. `on_chunk(view)` sees consecutive pieces of `buf`, in order, as soon as each prefix is complete."""
+    own: their minimum part sizes differ), MAX_CONCURRENCY at a time. `on_chunk(view)` sees consecutive pieces
+    of `buf`, in order, as soon as each prefix is complete."""
     view = memoryview(buf)
     if on_chunk is not None and filled:
         on_chunk(view[:filled])

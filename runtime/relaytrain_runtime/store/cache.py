@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from relaytrain_runtime.store.base import Store, StoreError
+from relaytrain_runtime.store.confine import check_dir
 
 CHUNK = 4 * 1024 * 1024
 
@@ -31,7 +32,7 @@ def sha256_file(path) -> str:
 
 class ShardCache:
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+        self.root = Path(check_dir(root))
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -59,8 +60,8 @@ class ShardCache:
                     store.get_file(key, tmp)
                     got = sha256_file(tmp)
                     if got != sha256:
-                        raise StoreError(f"cache: {store.url}/{key} has sha256 {got[:12]}..., expected {sha256[:12]}...; "
-                                         "the object is corrupt or the manifest is stale")
+                        raise StoreError(f"cache: {store.url}/{key} has sha256 {got[:12]}..., "
+                                         f"expected {sha256[:12]}...; the object is corrupt or the manifest is stale")
                     os.replace(tmp, final)
                 finally:
                     if os.path.exists(tmp):

@@ -3,9 +3,11 @@ create-if-absent through link(2), which fails atomically when the name exists.""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from relaytrain_runtime.store.base import NotFound, Store, StoreError, check_key
@@ -18,6 +20,18 @@ class FileStore(Store):
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
+
+    @contextmanager
+    def _writing(self, key: str, action: str = "write"):
+        """An OSError of a write (full disk, read-only or unwritable volume) as one StoreError line."""
+        try:
+            yield
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            name = errno.errorcode.get(exc.errno, "OSError")
+            raise StoreError(f"{action} {self.url}/{key}: {exc.strerror or exc} ({name}); free space on the volume "
+                             "or make the store writable") from None
 
     def _tmp(self, final: Path, data) -> str:
         """Write `data` (bytes-like, or a list of parts written in order) to a synced temp file beside `final`."""
@@ -43,13 +57,14 @@ class FileStore(Store):
 
     def write(self, key: str, data: bytes) -> None:
         final = self._path(key)
-        tmp = self._tmp(final, data)
-        os.replace(tmp, final)
+        with self._writing(key):
+            os.replace(self._tmp(final, data), final)
         _fsync_dir(final.parent)
 
     def write_parts(self, key: str, parts) -> None:
         final = self._path(key)
-        os.replace(self._tmp(final, list(parts)), final)
+        with self._writing(key):
+            os.replace(self._tmp(final, list(parts)), final)
         _fsync_dir(final.parent)
 
     def read_buffer(self, key: str, on_chunk=None, chunk_bytes: int = 16 << 20) -> bytearray:
@@ -71,13 +86,14 @@ class FileStore(Store):
 
     def create(self, key: str, data: bytes) -> bool:
         final = self._path(key)
-        tmp = self._tmp(final, data)
-        try:
-            os.link(tmp, final)
-        except FileExistsError:
-            return False
-        finally:
-            _unlink(tmp)
+        with self._writing(key, "create"):
+            tmp = self._tmp(final, data)
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                return False
+            finally:
+                _unlink(tmp)
         _fsync_dir(final.parent)
         return True
 
@@ -99,7 +115,8 @@ class FileStore(Store):
         return sorted(out)
 
     def delete(self, key: str) -> None:
-        _unlink(self._path(key))
+        with self._writing(key, "delete"):
+            _unlink(self._path(key))
 
     def size(self, key: str) -> int:
         try:
@@ -109,17 +126,18 @@ class FileStore(Store):
 
     def put_file(self, key: str, path) -> None:
         final = self._path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(path, tmp)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            _unlink(tmp)
-            raise
+        with self._writing(key, "upload"):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+            os.close(fd)
+            try:
+                shutil.copyfile(path, tmp)
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, final)
+            except BaseException:
+                _unlink(tmp)
+                raise
 
     def get_file(self, key: str, path) -> None:
         src = self._path(key)
@@ -129,11 +147,19 @@ class FileStore(Store):
         shutil.copyfile(src, tmp)
         os.replace(tmp, path)
 
+    def free_bytes(self) -> int | None:
+        path = self.root
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        st = os.statvfs(path)
+        return st.f_bavail * st.f_frsize
+
     def check(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"store {self.url} cannot be created ({exc.strerror}); choose a writable directory") from None
+            raise StoreError(f"store {self.url} cannot be created ({exc.strerror}); "
+                             "choose a writable directory") from None
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise StoreError(f"store {self.url} is not writable; choose a writable directory or fix its permissions")
 

@@ -22,7 +22,13 @@ import threading
 import time
 
 from relaytrain_runtime.store.base import NotFound, StoreError
-from relaytrain_runtime.store.bucket import MAX_CONCURRENCY, PART_SIZE, BucketStore, fill_in_parallel
+from relaytrain_runtime.store.bucket import (
+    MAX_CONCURRENCY,
+    PART_SIZE,
+    BucketStore,
+    fill_in_parallel,
+)
+
 
 def _import_boto3():
     try:
@@ -86,7 +92,8 @@ class S3Store(BucketStore):
         """Turn a botocore error into one StoreError line (NotFound for a missing key)."""
         where = self._where(key) if key else self.url
         if isinstance(exc, self._errors.NoCredentialsError):
-            return StoreError(f"{action} {where}: no AWS credentials found (set a role, AWS_PROFILE or AWS_ACCESS_KEY_ID)")
+            return StoreError(f"{action} {where}: no AWS credentials found "
+                              "(set a role, AWS_PROFILE or AWS_ACCESS_KEY_ID)")
         if isinstance(exc, self._errors.ClientError):
             code = self._code(exc)
             if code in ("NoSuchKey", "404", "NotFound"):
@@ -94,7 +101,8 @@ class S3Store(BucketStore):
             if code == "NoSuchBucket":
                 return StoreError(f"{action} {where}: bucket {self.bucket!r} does not exist")
             if code in ("AccessDenied", "403", "AllAccessDisabled"):
-                return StoreError(f"{action} {where}: access denied; grant s3:GetObject/PutObject/ListBucket/DeleteObject on it")
+                return StoreError(f"{action} {where}: access denied; "
+                                  "grant s3:GetObject/PutObject/ListBucket/DeleteObject on it")
             msg = exc.response.get("Error", {}).get("Message", "")
             return StoreError(f"{action} {where}: {code} {msg}".strip())
         if isinstance(exc, self._errors.BotoCoreError):

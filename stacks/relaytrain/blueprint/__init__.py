@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from relaytrain_runtime import RelayError
 
 from relaytrain.blueprint.schema import Blueprint
-from relaytrain.blueprint.source import SourceProblem, format_path, line_of, parse
+from relaytrain.blueprint.source import SourceProblem, format_path, line_of, parse, read_text
 from relaytrain.blueprint.validate import check, resolve
 
 __all__ = ["Blueprint", "BlueprintError", "catalog_files", "load", "load_all", "loads"]
@@ -41,7 +41,9 @@ def catalog_files() -> list[pathlib.Path]:
 def load(path: str | pathlib.Path) -> Blueprint:
     path = pathlib.Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
+    except SourceProblem as exc:
+        raise BlueprintError([f"{path}:{exc.line}: (file): {exc.message}"]) from None
     except FileNotFoundError:
         raise BlueprintError([f"{path}:1: (file): no such blueprint file"]) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -3,10 +3,15 @@
 PyYAML's loaders keep the last of two equal keys and forget where each value came from. We
 compose the node tree instead and build plain Python data from it ourselves, recording the line
 of every key, so each later problem can point at `FILE:LINE`.
+
+Hostile documents are refused before they are composed, each with one line: files over MAX_BYTES,
+nesting deeper than MAX_DEPTH, and documents that would expand (through aliases) to more than
+MAX_VALUES values. The check walks PyYAML's event stream, which needs no recursion and no expansion.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 import yaml
@@ -25,6 +30,11 @@ _Loader.add_implicit_resolver(
 )
 
 
+MAX_BYTES = 1 << 20  # a blueprint is a few KB
+MAX_DEPTH = 64  # mappings and lists inside each other (a blueprint needs 4)
+MAX_VALUES = 100_000  # values after alias expansion (a blueprint has about 100)
+
+
 def format_path(path: FieldPath) -> str:
     out = ""
     for part in path:
@@ -38,11 +48,66 @@ class SourceProblem(Exception):
         self.line, self.path, self.message = line, path, message
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """The file's text, refusing one over MAX_BYTES before reading it (OSError/UnicodeDecodeError propagate)."""
+    size = os.path.getsize(path)
+    if size > MAX_BYTES:
+        raise SourceProblem(1, (), f"the file is {size:,} bytes; a blueprint is at most {MAX_BYTES:,} bytes")
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+_EVENTS = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when present: linear in nesting
+
+
+def _check_shape(text: str) -> None:
+    """Refuse (SourceProblem) a document nested deeper than MAX_DEPTH, with a recursive alias, or expanding to
+    more than MAX_VALUES values, from the event stream alone: each frame counts the values under it, each
+    anchor remembers the size of what it names, and an alias adds that size."""
+    if len(text) > MAX_BYTES:
+        raise SourceProblem(1, (), f"the document is {len(text):,} characters; a blueprint is at most "
+                                   f"{MAX_BYTES:,} bytes")
+    deep = f"nested more than {MAX_DEPTH} levels deep; a blueprint needs a few"
+    sizes: dict[str, int] = {}
+    stack: list[list] = [[0, None]]  # [values so far, anchor] per open collection
+    try:
+        for event in yaml.parse(text, Loader=_EVENTS):
+            line = event.start_mark.line + 1
+            if isinstance(event, yaml.CollectionStartEvent):
+                if len(stack) > MAX_DEPTH:
+                    raise SourceProblem(line, (), deep)
+                stack.append([0, event.anchor])
+                continue
+            if isinstance(event, yaml.CollectionEndEvent):
+                count, anchor = stack.pop()
+                size = count + 1
+            elif isinstance(event, yaml.AliasEvent):
+                if any(frame[1] == event.anchor for frame in stack):
+                    raise SourceProblem(line, (), f"alias *{event.anchor} refers to a value that contains it; "
+                                                  "a blueprint cannot be recursive")
+                size, anchor = sizes.get(event.anchor, 1), None
+            elif isinstance(event, yaml.ScalarEvent):
+                size, anchor = 1, event.anchor
+            else:
+                continue
+            if anchor is not None:
+                sizes[anchor] = size
+            stack[-1][0] += size
+            if stack[-1][0] > MAX_VALUES:
+                raise SourceProblem(line, (), f"the document expands to more than {MAX_VALUES:,} values (YAML "
+                                              "aliases repeat what they name); write the values out")
+    except yaml.MarkedYAMLError as exc:
+        if "nesting depth" in str(exc.problem):  # libyaml's own bound (1,000) met while scanning ahead
+            raise SourceProblem((exc.problem_mark.line + 1) if exc.problem_mark else 1, (), deep) from None
+        # any other syntax error is reported by the composing parser below, with its own line
+
+
 def parse(text: str) -> tuple[object, dict[FieldPath, int], list[SourceProblem]]:
     """YAML text -> (data, {path: line}, problems). Problems are duplicate keys and non-string keys."""
     lines: dict[FieldPath, int] = {(): 1}
     problems: list[SourceProblem] = []
     try:
+        _check_shape(text)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -14,6 +14,7 @@ from relaytrain_runtime import RelayError
 from relaytrain.blueprint import limits as L
 from relaytrain.blueprint.memory import GIB, Memory, checkpoint_bytes, training_memory
 from relaytrain.blueprint.schema import Blueprint, Functions, Gpu, Lambda
+from relaytrain.blueprint.tags import aws_tag_problems
 
 Problem = tuple[tuple, str]
 
@@ -283,12 +284,7 @@ def _training(problems, bp: Blueprint) -> bool:
 
 def _tags(problems, bp: Blueprint) -> None:
     if bp.cloud == "aws":
-        if len(bp.tags) > 50:
-            problems.append((("tags",), f"AWS allows 50 tags per resource, got {len(bp.tags)}"))
-        for k, v in bp.tags.items():
-            if not 1 <= len(k) <= 128 or k.lower().startswith("aws:") or len(v) > 256:
-                problems.append((("tags", k), "AWS tag keys are 1-128 characters not starting with 'aws:', "
-                                              "values at most 256"))
+        problems.extend(aws_tag_problems(bp.tags))
     else:
         if len(bp.tags) > 64:
             problems.append((("tags",), f"GCP allows 64 labels per resource, got {len(bp.tags)}"))

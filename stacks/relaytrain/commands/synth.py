@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import pathlib
 
-from relaytrain.blueprint import catalog_files, load_all
+from relaytrain.blueprint import BlueprintError, catalog_files, load_all
+from relaytrain.blueprint.source import parse, read_text
 
 
 def add_arguments(parser) -> None:
@@ -21,6 +22,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     files = args.files or catalog_files()
     blueprints = load_all(files)  # raises BlueprintError (all problems, exit 2) before anything is written
+    check_unique_names(files, blueprints)
     out = pathlib.Path(args.out)
     aws = [bp for bp in blueprints if bp.cloud == "aws"]
     gcp = [bp for bp in blueprints if bp.cloud == "gcp"]
@@ -40,3 +42,23 @@ def run(args) -> int:
         print(path)
     print(f"synthesized {len(aws)} AWS and {len(gcp)} GCP blueprint(s) into {out}/")
     return 0
+
+
+def _name_line(path) -> int:
+    return parse(read_text(path))[1].get(("name",), 1)
+
+
+def check_unique_names(files, blueprints) -> None:
+    """Refuse two blueprints of one synthesis with the same name (it names their stacks, buckets and functions),
+    naming both files, before anything is written."""
+    first: dict[str, str] = {}
+    problems = []
+    for path, bp in zip(files, blueprints, strict=True):
+        where = f"{path}:{_name_line(path)}"
+        if bp.name in first:
+            problems.append(f"{where}: name: {bp.name!r} is also the name of {first[bp.name]}; blueprints synthesized "
+                            "together need distinct names (a name becomes stack, bucket and function names)")
+        else:
+            first[bp.name] = where
+    if problems:
+        raise BlueprintError(problems)
