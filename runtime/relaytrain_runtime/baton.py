@@ -31,6 +31,7 @@ from relaytrain_runtime.store import NotFound, Store, open_store
 from relaytrain_runtime.contract.keys import (  # noqa: F401 (re-exported: the layout's names)
     CKPT_PREFIX, COMMIT_PREFIX, EVAL_PREFIX, LEGS_PREFIX, SPEC_KEY, ckpt_prefix, commit_key, gen_of_ckpt_key,
     gen_of_commit_key, leg_status_key)
+SHARDED_FORMAT = "dcp"  # a commit whose tensors are torch.distributed.checkpoint files (relaytrain_runtime.distributed)
 PAUSE_ENV = "RELAYTRAIN_TEST_SAVE_PAUSE"  # tests: seconds to sleep between checkpoint objects (targets mid-save kills)
 
 
@@ -178,7 +179,12 @@ class Baton:
         return None
 
     def load(self, commit: dict) -> dict:
-        """The training state of a commit; raises CorruptCheckpoint if any object fails verification."""
+        """The training state of a commit; raises CorruptCheckpoint if any object fails verification.
+
+        A sharded (torch.distributed.checkpoint) commit gives {"meta": ..., "sharded": commit}: its tensors are
+        loaded into the model by `relaytrain_runtime.distributed.load_state`."""
+        if commit.get("format") == SHARDED_FORMAT:
+            return {"sharded": commit, "meta": {**self.read_state(commit), "gen": commit["gen"]}}
         with ThreadPoolExecutor(3) as pool:  # the objects load in parallel
             raws = {name: pool.submit(self._read_verified, commit, name) for name in ("weights", "optimizer", "state")}
             weights, opt_tensors = decode(raws["weights"].result()), decode(raws["optimizer"].result())
@@ -232,12 +238,19 @@ class Baton:
                 del parts
                 if pause:
                     time.sleep(pause)
+        return self.commit_objects(parent_gen, gen, leg_id, objects, meta, objects["weights"]["sha256"],
+                                   save_seconds=time.perf_counter() - t0)
+
+    def commit_objects(self, parent_gen: int, gen: int, leg_id: str, objects: dict, meta: dict,
+                       weights_sha256: str | None, save_seconds: float, **extra) -> dict | None:
+        """Write the manifest of checkpoint objects already in the store (create-only, last). `extra` goes into
+        the manifest (e.g. format="dcp"). Returns the commit, or None when the race is lost (objects removed)."""
         commit = {
             "gen": gen, "parent": parent_gen, "leg_id": leg_id, "created": time.time(), "objects": objects,
-            "weights_sha256": objects["weights"]["sha256"],
+            "weights_sha256": weights_sha256,
             **{k: meta.get(k) for k in ("step", "tokens", "loss", "done", "cost_usd", "rng", "spec_digest")},
             "data": {"next_step": meta.get("step")},
-            "save_seconds": round(time.perf_counter() - t0, 4),
+            "save_seconds": round(save_seconds, 4), **extra,
         }
         if not self.store.create(commit_key(gen), (json.dumps(commit, indent=1) + "\n").encode()):
             for obj in objects.values():
