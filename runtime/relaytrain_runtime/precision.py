@@ -96,3 +96,15 @@ class Precision:
     def load_state_dict(self, state: dict | None) -> None:
         if self.scaler is not None and state:
             self.scaler.load_state_dict(state)
+
+
+def node_throughput(spec, steps: int, seconds: float, world: int, device: torch.device, precision: str) -> dict:
+    """Tokens/s, MFU and peak GPU memory of `steps` optimizer steps trained in `seconds` by `world` processes
+    (for a node status and the run's metrics; see relaytrain_runtime.throughput.measure)."""
+    from relaytrain_runtime.throughput import gpu_of_device_name, measure
+
+    cuda = device.type == "cuda"
+    return measure(tokens=steps * spec.tokens_per_step, seconds=seconds, model=spec.model,
+                   seq_len=spec.sequence_length, world=world,
+                   gpu=gpu_of_device_name(torch.cuda.get_device_name(device)) if cuda else None, precision=precision,
+                   peak_memory_bytes=torch.cuda.max_memory_allocated(device) if cuda else None)
