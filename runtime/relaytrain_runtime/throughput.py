@@ -34,7 +34,9 @@ _NAME_MATCH = (("H200", "H200"), ("H100", "H100"), ("A100-SXM4-80GB", "A100-80GB
 
 def flops_per_token(model, seq_len: int) -> float:
     """Training FLOPs per token (forward + backward) of a ModelConfig at `seq_len`."""
-    position = model.n_positions * model.d_model + (model.type_vocab_size * model.d_model if model.family == "bert" else 0)
+    position = model.n_positions * model.d_model
+    if model.family == "bert":
+        position += model.type_vocab_size * model.d_model
     return 6 * (model.param_count() - position) + 12 * model.n_layers * model.d_model * seq_len
 
 

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from relaytrain import prices
 from relaytrain.blueprint import BlueprintError, limits, loads
 from relaytrain.blueprint.memory import GIB, training_memory
@@ -95,7 +94,8 @@ def test_verdict_names_cheapest_fastest_and_break_even():
 
 def test_compare_cli_ends_with_the_verdict(tmp_path, capsys):
     files = []
-    for name, text in (("lam", "name: lam\ncloud: aws\ntopology: lambda-steps\ntraining: {preset: tiny-gpt, steps: 50}\n"),
+    lam = "name: lam\ncloud: aws\ntopology: lambda-steps\ntraining: {preset: tiny-gpt, steps: 50}\n"
+    for name, text in (("lam", lam),
                        ("gpu", _bp("aws", "g6.xlarge", preset="tiny-gpt", steps=50, seq_len=128))):
         (tmp_path / f"{name}.yaml").write_text(text)
         files.append(str(tmp_path / f"{name}.yaml"))

@@ -74,7 +74,7 @@ def run(args) -> int:
                                                   for r in results]}, indent=1))
     else:
         print(format_compare(results, [bp.name for bp in blueprints], label))
-        planned = [(r, worker_count(bp)) for r, bp in zip(results, blueprints) if not isinstance(r, str)]
+        planned = [(r, worker_count(bp)) for r, bp in zip(results, blueprints, strict=True) if not isinstance(r, str)]
         print("\n".join(verdict([r for r, _ in planned], [n for _, n in planned])))
     if plans:
         print(f"chart: {write_chart(plans, pathlib.Path(args.chart))}", file=sys.stderr if args.json else sys.stdout)

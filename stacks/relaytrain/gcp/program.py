@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass, field, fields
 
 import pulumi
+from relaytrain_runtime import RelayError
 
 from relaytrain.blueprint import limits
 from relaytrain.blueprint.schema import Blueprint
@@ -18,7 +19,6 @@ from relaytrain.gcp import components as c
 from relaytrain.gcp import workflow as wf
 from relaytrain.gcp.source import SourceArchive, build_source_archive
 from relaytrain.plan import node_hourly_usd
-from relaytrain_runtime import RelayError
 
 DEFAULT_REGION = limits.DEFAULT_REGION["gcp"]
 DEFAULT_MACHINE_TYPE = limits.DEFAULT_INSTANCE["gcp"]

@@ -218,7 +218,8 @@ def _node_hours(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> f
     g = bp.gpu
     gpu, count = L.gpu_of(bp.cloud, g.instance_type, g.accelerator_type, g.accelerator_count)
     total_gpus = count * g.nodes
-    rate = devices.gpu_rate(gpu.name, spec.precision) * total_gpus * (D.MULTI_GPU_EFFICIENCY if total_gpus > 1 else 1.0)
+    scaling = D.MULTI_GPU_EFFICIENCY if total_gpus > 1 else 1.0
+    rate = devices.gpu_rate(gpu.name, spec.precision) * total_gpus * scaling
     plan.workers = f"{g.nodes} x {g.instance_type} ({count}x {gpu.name}){' spot' if g.spot else ''}"
     plan.worker_flops = rate
     plan.train_s = plan.flops / rate

@@ -51,7 +51,7 @@ def verdict(plans: list, workers: list[int]) -> list[str]:
     if not gpus:
         return out
     gpu = min(gpus, key=lambda p: p.total_usd)
-    for p, n in zip(plans, workers):
+    for p, n in zip(plans, workers, strict=True):
         if p.topology not in SERVERLESS or gpu.total_usd <= 0:
             continue
         same_cloud = [g for g in gpus if g.cloud == p.cloud]
