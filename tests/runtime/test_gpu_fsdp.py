@@ -1,9 +1,11 @@
-"""FSDP2 on CPU (gloo): world 2 against DDP, its DCP checkpoint in the baton resumed at world 1 and at world 4.
+"""FSDP2 on CPU (gloo): world 2 against DDP, its DCP checkpoint in the baton resumed at world 1 and at world 4;
+a sharded save that loses the race leaves nothing; torch.compile's cache on the node's disk.
 
 Tiny GPT, 6 steps of a global batch of 8 in micro-batches of 2. Every run starts from the same seed and
 trains the same global batches; ranks are processes started with torch.multiprocessing.spawn.
 """
 
+import os
 import shutil
 
 import pytest
@@ -136,3 +138,48 @@ def test_fsdp_checkpoint_resumes_at_world_4(runs, tmp_path):
     diff = relative_diff(weights, runs["ddp"])
     assert diff <= TOLERANCE, diff
     assert Baton(open_store(url)).latest()["world"] == 4
+
+
+def test_sharded_save_that_loses_the_race_leaves_nothing(stdlib_dataset, tmp_path):
+    """Fenced like a leg's commit: when another worker created the manifest first, save_sharded returns None and
+    deletes every object it uploaded; the competitor's commit stands."""
+    import torch.distributed as dist
+
+    from relaytrain_runtime import distributed
+    from relaytrain_runtime.contract.keys import CKPT_PREFIX, commit_key
+    from relaytrain_runtime.model import build_model
+    from relaytrain_runtime.spec import RunSpec
+    from relaytrain_runtime.train import make_optimizer
+    from tests.fixtures.runs import TINY_SPEC
+
+    shutil.copytree(stdlib_dataset / "data", tmp_path / "run" / "data")
+    baton = Baton(open_store(str(tmp_path / "run")))
+    baton.init(RunSpec(**{**TINY_SPEC, **SPEC, "parallelism": "fsdp"}))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        spec = baton.spec()
+        model = distributed.wrap_model(build_model(spec.model, seed=0), "fsdp", torch.device("cpu"), 1)
+        assert distributed.is_sharded(model)
+        optimizer = make_optimizer(model, spec)
+        assert baton.store.create(commit_key(1), b'{"gen": 1, "objects": {}, "step": 0}')  # the competitor
+        baton.next_gen = 1  # we resumed before it committed
+        meta = {"step": 1, "tokens": 0, "loss": 0.0, "done": False, "cost_usd": 0.0}
+        assert distributed.save_sharded(baton, 0, model, optimizer, meta, "late", tmp_path / "staging") is None
+    finally:
+        dist.destroy_process_group()
+    assert baton.store.list(CKPT_PREFIX) == []
+    assert baton.store.read(commit_key(1)) == b'{"gen": 1, "objects": {}, "step": 0}'
+
+
+def test_compile_keeps_its_cache_on_the_nodes_disk(tmp_path, monkeypatch):
+    from relaytrain_runtime.model import build_model
+    from relaytrain_runtime.presets import get_preset
+    from relaytrain_runtime.speed import INDUCTOR_CACHE_ENV, compile_model
+
+    monkeypatch.setenv(INDUCTOR_CACHE_ENV, "unset")  # recorded, so teardown restores the environment as it was
+    monkeypatch.delenv(INDUCTOR_CACHE_ENV)
+    model = build_model(get_preset("tiny-gpt"), seed=0)
+    compiled = compile_model(model, tmp_path / "cache")  # lazy: compiles at its first call, not here
+    assert compiled is not model and compiled._orig_mod is model
+    assert os.environ[INDUCTOR_CACHE_ENV] == str(tmp_path / "cache" / "inductor")
+    assert (tmp_path / "cache" / "inductor").is_dir()
