@@ -1,5 +1,6 @@
 """FSDP2 on CPU (gloo): world 2 against DDP, its DCP checkpoint in the baton resumed at world 1 and at world 4;
-a sharded save that loses the race leaves nothing; torch.compile's cache on the node's disk.
+a leg's plain checkpoint continuing under FSDP; a sharded save that loses the race leaves nothing; torch.compile's
+cache on the node's disk.
 
 Tiny GPT, 6 steps of a global batch of 8 in micro-batches of 2. Every run starts from the same seed and
 trains the same global batches; ranks are processes started with torch.multiprocessing.spawn.
@@ -183,3 +184,17 @@ def test_compile_keeps_its_cache_on_the_nodes_disk(tmp_path, monkeypatch):
     assert compiled is not model and compiled._orig_mod is model
     assert os.environ[INDUCTOR_CACHE_ENV] == str(tmp_path / "cache" / "inductor")
     assert (tmp_path / "cache" / "inductor").is_dir()
+
+
+def test_a_leg_checkpoint_continues_under_fsdp(runs, tmp_path):
+    """Moving the other way: a plain checkpoint committed by a leg (safetensors) loads into FSDP at world 2."""
+    from relaytrain_runtime.leg import run_leg
+
+    url = str(tmp_path / "run")
+    shutil.copytree(runs["cut_url"], url, ignore=shutil.ignore_patterns("baton", "ckpt", "legs"))
+    leg = run_leg(url, max_steps=CUT, threads=1)
+    assert leg["step"] == CUT and "format" not in Baton(open_store(url)).latest()
+    weights = _train(tmp_path, url, 2, STEPS, "from-leg")
+    diff = relative_diff(weights, runs["ddp"])
+    assert diff <= TOLERANCE, diff
+    assert Baton(open_store(url)).latest()["format"] == SHARDED_FORMAT
