@@ -51,6 +51,7 @@ from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import NotFound, Store, StoreError, open_store
 from relaytrain_runtime.tensorfile import decode, encode
 
+SHARDED_FORMAT = "dcp"  # a commit whose tensors are torch.distributed.checkpoint files (relaytrain_runtime.distributed)
 PAUSE_ENV = "RELAYTRAIN_TEST_SAVE_PAUSE"  # tests only: seconds to pause after each checkpoint object (kill tests)
 RESCANS = 8  # a loader whose checkpoint is pruned under it starts over on the newest gen, at most this often
 
@@ -135,7 +136,13 @@ def _manifest_problem(commit, gen: int) -> str | None:
     if commit.get("spec_digest") is not None and not isinstance(commit["spec_digest"], str):
         return f"spec_digest {commit['spec_digest']!r} is not a string"
     objects = commit.get("objects")
-    if not isinstance(objects, dict) or sorted(objects) != sorted(OBJECT_NAMES):
+    sharded = commit.get("format") == SHARDED_FORMAT
+    if sharded:  # torch.distributed.checkpoint files (named by DCP) and state.json
+        if not isinstance(objects, dict) or "state" not in objects:
+            return "objects of a sharded checkpoint must include state"
+    elif commit.get("format") is not None:
+        return f"format {commit.get('format')!r} is not a checkpoint format (expected {SHARDED_FORMAT!r} or none)"
+    elif not isinstance(objects, dict) or sorted(objects) != sorted(OBJECT_NAMES):
         return f"objects must be exactly {', '.join(OBJECT_NAMES)}"
     prefix = ckpt_prefix(gen, leg_id)
     for name, obj in objects.items():
@@ -148,7 +155,7 @@ def _manifest_problem(commit, gen: int) -> str | None:
             return f"objects.{name}.size {size!r} is not a byte count"
         if not isinstance(sha, str) or len(sha) != 64 or not SHA256_HEX.issuperset(sha):
             return f"objects.{name}.sha256 is not a sha256 hex digest"
-    if commit.get("weights_sha256") != objects["weights"]["sha256"]:
+    if not sharded and commit.get("weights_sha256") != objects["weights"]["sha256"]:
         return "weights_sha256 differs from the weights object's sha256"
     return None
 
@@ -368,8 +375,9 @@ class Baton:
 
     def _verify(self, commit: dict) -> dict:
         """Every object of `commit` verified, and its state.json agreeing with the manifest; returns the state."""
-        for name in ("weights", "optimizer"):
-            self._read_verified(commit, name)
+        for name in commit["objects"]:
+            if name != "state":
+                self._read_verified(commit, name)
         return self._checked_state(commit, self._read_verified(commit, "state"))
 
     @staticmethod
@@ -389,7 +397,12 @@ class Baton:
         return self._newest_usable(self._verify if verify else lambda commit: None)[0]
 
     def load(self, commit: dict) -> dict:
-        """The training state of a commit; raises CorruptCheckpoint if any object fails verification."""
+        """The training state of a commit; raises CorruptCheckpoint if any object fails verification.
+
+        A sharded (torch.distributed.checkpoint) commit gives {"meta": ..., "sharded": commit}: its tensors are
+        loaded into the model by `relaytrain_runtime.distributed.load_state`."""
+        if commit.get("format") == SHARDED_FORMAT:
+            return {"sharded": commit, "meta": {**self.read_state(commit), "gen": commit["gen"]}}
         with ThreadPoolExecutor(3) as pool:  # the objects load in parallel
             raws = {name: pool.submit(self._read_verified, commit, name) for name in OBJECT_NAMES}
             state = self._checked_state(commit, raws["state"].result())
@@ -443,12 +456,19 @@ class Baton:
                 objects[name] = {"key": key, "size": sum(len(p) for p in parts), "sha256": sha.result()}
                 del parts
                 self.hooks.object_written(self, gen, name)
+        return self.commit_objects(parent_gen, gen, leg_id, objects, meta, objects["weights"]["sha256"],
+                                   save_seconds=time.perf_counter() - t0)
+
+    def commit_objects(self, parent_gen: int, gen: int, leg_id: str, objects: dict, meta: dict,
+                       weights_sha256: str | None, save_seconds: float, **extra) -> dict | None:
+        """Write the manifest of checkpoint objects already in the store (create-only, last). `extra` goes into
+        the manifest (e.g. format="dcp"). Returns the commit, or None when the race is lost (objects removed)."""
         commit = {
             "gen": gen, "parent": parent_gen, "leg_id": leg_id, "created": time.time(), "objects": objects,
-            "weights_sha256": objects["weights"]["sha256"],
+            "weights_sha256": weights_sha256,
             **{k: meta.get(k) for k in ("step", "tokens", "loss", "done", "cost_usd", "rng", "spec_digest")},
             "data": {"next_step": meta.get("step")},
-            "save_seconds": round(time.perf_counter() - t0, 4),
+            "save_seconds": round(save_seconds, 4), **extra,
         }
         self.hooks.before_manifest(self, gen)
         if not self.store.create(commit_key(gen), (json.dumps(commit, indent=1) + "\n").encode()):

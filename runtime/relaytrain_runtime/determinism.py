@@ -17,16 +17,21 @@ import numpy as np
 import torch
 
 
-def configure(threads: int | None = None) -> int:
-    """Deterministic algorithms and a fixed intra-op thread count: `threads`, else $OMP_NUM_THREADS, else
-    torch's default for this machine (its physical cores). Legs of one run are bitwise identical to an
+def configure(threads: int | None = None, deterministic: bool = True) -> int:
+    """A fixed intra-op thread count: `threads`, else $OMP_NUM_THREADS, else torch's default for this machine
+    (its physical cores), and deterministic algorithms when `deterministic` (the run spec's field on a GPU
+    node; CPU training is deterministic either way). Legs of one run are bitwise identical to an
     uninterrupted run when they use the same count: same worker size, or OMP_NUM_THREADS pinned."""
     if "torch._inductor" in sys.modules:
-        torch.use_deterministic_algorithms(True)
+        torch.use_deterministic_algorithms(deterministic)
     else:
         # The public call imports torch._inductor.config (~1 s of every leg's cold start) only to
         # set a flag of the compiler, which the runtime does not use; set the kernel flag directly.
-        torch._C._set_deterministic_algorithms(True)
+        torch._C._set_deterministic_algorithms(deterministic)
+    if torch.cuda.is_available():
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+        torch.backends.cudnn.benchmark = not deterministic
     threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or torch.get_num_threads()
     torch.set_num_threads(threads)
     return threads

@@ -37,6 +37,7 @@ from relaytrain_runtime import determinism
 from relaytrain_runtime.baton import EVAL_PREFIX, Baton
 from relaytrain_runtime.data import batch, ensure_dataset, open_dataset
 from relaytrain_runtime.model import model_tensors
+from relaytrain_runtime.precision import Precision, enable_tf32, node_throughput
 from relaytrain_runtime.store import open_store
 from relaytrain_runtime.train import apply_update, build, evaluate, forward_backward, lr_at, restore
 
@@ -116,7 +117,9 @@ def run_node(store_url: str, *, checkpoint_every: float = 600.0, max_steps: int 
         store = open_store(store_url)
         baton = Baton(store)
         spec = baton.spec()
-        determinism.configure()
+        determinism.configure(deterministic=spec.deterministic)
+        amp = Precision.for_run(spec, device)
+        enable_tf32(device)
         if rank == 0:
             ensure_dataset(store, spec)  # builds the stdlib dataset once, before the others read it
         if world > 1:
@@ -138,6 +141,7 @@ def run_node(store_url: str, *, checkpoint_every: float = 600.0, max_steps: int 
         if state is not None:
             restore(model, optimizer, state)
             determinism.restore_rng(state["meta"]["rng"])
+            amp.load_state_dict(state["meta"].get("scaler"))
             meta.update({k: v for k, v in state["meta"].items() if k in meta})
         gen = commit["gen"] if commit else 0
         ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -157,7 +161,7 @@ def run_node(store_url: str, *, checkpoint_every: float = 600.0, max_steps: int 
             won = True
             if rank == 0:
                 now = time.time()
-                meta.update(done=done, rng=determinism.capture_rng(),
+                meta.update(done=done, rng=determinism.capture_rng(), scaler=amp.state_dict(),
                             cost_usd=meta["cost_usd"] + cost_per_second * (now - last_cost_t),
                             timings={"step": sum(step_times[-50:]) / max(len(step_times[-50:]), 1)})
                 last_cost_t = now
@@ -179,8 +183,8 @@ def run_node(store_url: str, *, checkpoint_every: float = 600.0, max_steps: int 
         while step < spec.steps and (max_steps is None or step - step0 < max_steps):
             t0 = time.perf_counter()
             b = {k: v.to(device) for k, v in batch(spec, step, rank, world, dataset).items()}
-            loss = _all_mean(forward_backward(ddp, spec, b), world, device)
-            apply_update(model, optimizer, spec, step)
+            loss = _all_mean(forward_backward(ddp, spec, b, amp=amp), world, device)
+            apply_update(model, optimizer, spec, step, amp=amp)
             step_times.append(time.perf_counter() - t0)
             step += 1
             meta["metrics"]["train"].append([step, loss, lr_at(spec, step - 1)])
@@ -196,11 +200,12 @@ def run_node(store_url: str, *, checkpoint_every: float = 600.0, max_steps: int 
                 status["status"] = "lost_race"
                 break
         status["seconds"]["train"] = round(time.time() - t_train, 3)
+        status["throughput"] = node_throughput(spec, step - step0, status["seconds"]["train"], world, device, amp.name)
 
         done = step >= spec.steps
         if status["status"] != "lost_race" and step > step0:
             if done:
-                val = evaluate(model, spec, dataset)
+                val = evaluate(model, spec, dataset, amp=amp)
                 meta["metrics"]["eval"].append([step, val])
                 meta["val_loss"] = val
             if not save(done):

@@ -32,6 +32,17 @@ INSTANCE_HOURLY_USD = {
     "g5.xlarge": {"on_demand": 1.006, "spot": 0.42, "gpus": 1, "gpu": "A10G-24GB"},
     "g5.12xlarge": {"on_demand": 5.672, "spot": 2.7, "gpus": 4, "gpu": "A10G-24GB"},
     "p4d.24xlarge": {"on_demand": 32.77, "spot": 11.4, "gpus": 8, "gpu": "A100-40GB"},
+    # [unverified]: not in shared/PLATFORM_FACTS.md (no source reachable in this session); list prices as
+    # remembered for us-east-1, spot as ~40 % of on-demand. Re-check before relying on them (docs/GPU.md).
+    "g6.xlarge": {"on_demand": 0.805, "spot": 0.32, "gpus": 1, "gpu": "L4-24GB", "unverified": True},
+    "g6.12xlarge": {"on_demand": 4.602, "spot": 1.84, "gpus": 4, "gpu": "L4-24GB", "unverified": True},
+    "g6.48xlarge": {"on_demand": 13.35, "spot": 5.34, "gpus": 8, "gpu": "L4-24GB", "unverified": True},
+    "g6e.xlarge": {"on_demand": 1.861, "spot": 0.74, "gpus": 1, "gpu": "L40S-48GB", "unverified": True},
+    "g6e.12xlarge": {"on_demand": 10.49, "spot": 4.20, "gpus": 4, "gpu": "L40S-48GB", "unverified": True},
+    "g6e.48xlarge": {"on_demand": 30.13, "spot": 12.05, "gpus": 8, "gpu": "L40S-48GB", "unverified": True},
+    "p4de.24xlarge": {"on_demand": 40.97, "spot": 16.4, "gpus": 8, "gpu": "A100-80GB", "unverified": True},
+    "p5.48xlarge": {"on_demand": 55.04, "spot": 22.0, "gpus": 8, "gpu": "H100-80GB", "unverified": True},
+    "p5e.48xlarge": {"on_demand": 63.0, "spot": 25.2, "gpus": 8, "gpu": "H200-141GB", "unverified": True},
     # GCP: GPU part plus VM part where the catalog splits them
     "g2-standard-4+L4": {"on_demand": 0.560, "spot": 0.223, "gpus": 1, "gpu": "L4-24GB", "note": "GPU part only"},
     "a2-highgpu-1g": {"on_demand": 0.739, "spot": 0.296, "gpus": 1, "gpu": "A100-40GB", "note": "VM part only"},

@@ -36,6 +36,10 @@ class RunSpec:
     mlm_probability: float = 0.15  # bert presets only
     keep_last: int = 3  # checkpoints kept in the store
     eval_batches: int = 8  # held-out batches for validation loss
+    precision: str = ""  # fp32 | bf16-mixed | fp16-mixed; "" = the device's default (docs/GPU.md)
+    deterministic: bool = False  # deterministic CUDA kernels (CPU training is deterministic either way)
+    compile: bool = False  # torch.compile the model (GPU nodes; its cache lives on the node's disk)
+    parallelism: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard, sharded checkpoints)
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -63,6 +67,11 @@ class RunSpec:
             out.append(f"lr: must be > 0, got {self.lr}")
         if self.keep_last < 1:
             out.append(f"keep_last: must be >= 1, got {self.keep_last}")
+        if self.precision not in ("", "fp32", "bf16-mixed", "fp16-mixed"):
+            out.append(f"precision: must be fp32, bf16-mixed or fp16-mixed (or empty for the device's default), "
+                       f"got {self.precision!r}")
+        if self.parallelism not in ("ddp", "fsdp"):
+            out.append(f"parallelism: must be ddp or fsdp, got {self.parallelism!r}")
         return out
 
     @property
@@ -82,7 +91,13 @@ class RunSpec:
         return self.batch_size * self.sequence_length
 
     def to_dict(self) -> dict:
-        return {"spec_version": SPEC_VERSION, **asdict(self)}
+        """The spec as written to the store. Fields added since version 1 (LATE_FIELDS) are written only when
+        they differ from their default, so a run written before they existed keeps its digest."""
+        data = asdict(self)
+        for name, default in LATE_FIELDS.items():
+            if data[name] == default:
+                del data[name]
+        return {"spec_version": SPEC_VERSION, **data}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=1) + "\n"
@@ -115,6 +130,9 @@ class RunSpec:
         if not isinstance(data, dict):
             raise RelayError("run spec must be a JSON object")
         return cls.from_dict(data)
+
+
+LATE_FIELDS = {"precision": "", "deterministic": False, "compile": False, "parallelism": "ddp"}
 
 
 def _coerce(name: str, value, type_name: str):

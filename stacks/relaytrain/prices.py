@@ -40,8 +40,9 @@ def _from_runtime() -> dict[str, Price]:
     }
     for name, row in rt.INSTANCE_HOURLY_USD.items():
         if "." in name:  # EC2 instance types; the GCP rows there are parts of a price, see GCE below
-            out[f"ec2.{name}"] = Price(row["on_demand"], "hour", f"[catalog] on-demand ({_RT})")
-            out[f"ec2.{name}.spot"] = Price(row["spot"], "hour", f"[catalog] spot, sampled upper end ({_RT})")
+            kind = "[unverified]" if row.get("unverified") else "[catalog]"
+            out[f"ec2.{name}"] = Price(row["on_demand"], "hour", f"{kind} on-demand ({_RT})")
+            out[f"ec2.{name}.spot"] = Price(row["spot"], "hour", f"{kind} spot, sampled upper end ({_RT})")
     return out
 
 
@@ -79,6 +80,15 @@ PRICES: dict[str, Price] = {
     "gce.a2-highgpu-1g.spot": Price(1.47, "hour", "[catalog+2nd] VM spot 0.296 [catalog] + A100 spot [2nd]"),
     "gce.a2-highgpu-4g": Price(14.69, "hour", "[catalog+2nd] 4x the 1g"),
     "gce.a2-highgpu-4g.spot": Price(5.87, "hour", "[catalog+2nd] 4x the 1g"),
+    # [unverified]: not in shared/PLATFORM_FACTS.md; us-central1 list prices as remembered, spot ~40 %
+    "gce.g2-standard-48": Price(4.00, "hour", "[unverified] 4x L4 + the g2 VM"),
+    "gce.g2-standard-48.spot": Price(1.60, "hour", "[unverified] ~40 % of on-demand"),
+    "gce.a2-highgpu-8g": Price(29.39, "hour", "[unverified] 8x the 1g"),
+    "gce.a2-highgpu-8g.spot": Price(11.74, "hour", "[unverified] 8x the 1g spot"),
+    "gce.a2-ultragpu-1g": Price(5.07, "hour", "[unverified] A100 80GB + VM"),
+    "gce.a2-ultragpu-1g.spot": Price(2.03, "hour", "[unverified] ~40 % of on-demand"),
+    "gce.a3-highgpu-8g": Price(88.49, "hour", "[unverified] 8x H100 80GB + VM"),
+    "gce.a3-highgpu-8g.spot": Price(35.40, "hour", "[unverified] ~40 % of on-demand"),
 }
 
 

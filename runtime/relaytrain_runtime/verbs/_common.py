@@ -22,10 +22,19 @@ def add_spec_arguments(parser: argparse.ArgumentParser, required: bool = True) -
     for f in fields(RunSpec):
         flag = "--" + f.name.replace("_", "-")
         kind = type(getattr(defaults, f.name))
+        kind = _flag_bool if kind is bool else kind
         is_required = required and f.name in ("preset", "steps")
         group.add_argument(flag, dest=f"spec_{f.name}", type=kind, default=None, required=is_required,
                            metavar=f.name.upper(),
                            help=_HELP.get(f.name, f"run spec field {f.name} (default {getattr(defaults, f.name)!r})"))
+
+
+def _flag_bool(text: str) -> bool:
+    """true/false (also 1/0, yes/no): `bool("False")` would be True."""
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
 
 
 def spec_from_args(args: argparse.Namespace) -> RunSpec | None:

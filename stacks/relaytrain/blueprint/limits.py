@@ -56,6 +56,10 @@ GPUS = {
     "A10G": GpuModel("A10G", 24),
     "L4": GpuModel("L4", 24, "nvidia-l4"),
     "A100": GpuModel("A100", 40, "nvidia-tesla-a100"),
+    "A100-80GB": GpuModel("A100-80GB", 80, "nvidia-a100-80gb"),
+    "L40S": GpuModel("L40S", 48),
+    "H100": GpuModel("H100", 80, "nvidia-h100-80gb"),
+    "H200": GpuModel("H200", 141),
 }
 GPU_BY_GCP_NAME = {g.gcp_name: g for g in GPUS.values() if g.gcp_name}
 
@@ -80,6 +84,8 @@ _P4D = ("us-east-1", "us-east-2", "us-west-2", "ca-central-1", "sa-east-1", "eu-
         "eu-west-1", "eu-west-2", "ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1",
         "ap-southeast-2")  # [cfn-lint]
 
+_CURRENT = ("us-east-1", "us-east-2", "us-west-2")  # [unverified]
+
 AWS_INSTANCES = {i.name: i for i in (
     Instance("p3.2xlarge", 8, 61, "V100", 1, _P3),
     Instance("p3.8xlarge", 32, 244, "V100", 4, _P3),
@@ -87,6 +93,17 @@ AWS_INSTANCES = {i.name: i for i in (
     Instance("g5.xlarge", 4, 16, "A10G", 1, _G5),
     Instance("g5.12xlarge", 48, 192, "A10G", 4, _G5),
     Instance("p4d.24xlarge", 96, 1152, "A100", 8, _P4D),
+    # current generation [unverified: no source in shared/PLATFORM_FACTS.md; sizes from AWS's instance pages as
+    # remembered, regions conservatively us-east-1/us-east-2/us-west-2]
+    Instance("g6.xlarge", 4, 16, "L4", 1, _CURRENT),
+    Instance("g6.12xlarge", 48, 192, "L4", 4, _CURRENT),
+    Instance("g6.48xlarge", 192, 768, "L4", 8, _CURRENT),
+    Instance("g6e.xlarge", 4, 32, "L40S", 1, _CURRENT),
+    Instance("g6e.12xlarge", 48, 384, "L40S", 4, _CURRENT),
+    Instance("g6e.48xlarge", 192, 1536, "L40S", 8, _CURRENT),
+    Instance("p4de.24xlarge", 96, 1152, "A100-80GB", 8, _CURRENT),
+    Instance("p5.48xlarge", 192, 2048, "H100", 8, _CURRENT),
+    Instance("p5e.48xlarge", 192, 2048, "H200", 8, _CURRENT),
 )}
 
 # GCE: n1 machine types take attached V100/T4; a2 and g2 types come with their GPUs. Regions: [doc-gpu]
@@ -103,6 +120,11 @@ GCP_INSTANCES = {i.name: i for i in (
                                                    "asia-northeast1", "asia-southeast1")),
     Instance("a2-highgpu-4g", 48, 340, "A100", 4, ("us-central1", "us-east1", "us-west1", "europe-west4",
                                                     "asia-northeast1", "asia-southeast1")),
+    # [unverified: not in shared/PLATFORM_FACTS.md] more GPUs per VM; regions conservatively us-central1 and one more
+    Instance("g2-standard-48", 48, 192, "L4", 4, ("us-central1", "us-east4")),
+    Instance("a2-highgpu-8g", 96, 680, "A100", 8, ("us-central1", "us-east1")),
+    Instance("a2-ultragpu-1g", 12, 170, "A100-80GB", 1, ("us-central1", "us-east4")),
+    Instance("a3-highgpu-8g", 208, 1872, "H100", 8, ("us-central1", "us-east4")),
 )}
 # attached GPUs on n1: accelerator -> (allowed counts, regions, max vCPU per GPU) [doc-gpu]
 GCP_ATTACHED = {

@@ -4,7 +4,9 @@ fp32 AdamW training holds weights (4 B/param), gradients (4 B/param) and two opt
 (8 B/param); activations follow Korthikanti et al. 2022 ("Reducing Activation Recomputation"),
 s*b*h*(34 + 5*a*s/h) bytes per layer for 16-bit tensors, doubled for fp32; the LM head keeps
 logits, their softmax and its gradient (3 x b*s*V*4 B). An estimate to reject the impossible,
-not a promise that anything just under the limit fits: a worker must keep 10 % headroom.
+not a promise that anything just under the limit fits: a worker must keep 10 % headroom. On a GPU
+node the worker is one GPU (its memory from the catalog); `parallelism: fsdp` shards the weights,
+gradients and moments over every GPU of the job (`shards`).
 """
 
 from __future__ import annotations
@@ -43,13 +45,21 @@ class Memory:
                 f"{self.seq_len} tokens + runtime {g(self.overhead)})")
 
 
-def training_memory(model: ModelConfig, micro_batch: int, seq_len: int, gpu: bool = False) -> Memory:
+def training_memory(model: ModelConfig, micro_batch: int, seq_len: int, gpu: bool = False, shards: int = 1) -> Memory:
+    """Per worker (one GPU). `shards` > 1: FSDP over that many GPUs holds 1/shards of the weights, gradients and
+    moments, plus the unsharded weights and gradients of the two blocks in flight (one computing, one prefetched)."""
     p = model.param_count()
     s, b, h, a, L = seq_len, micro_batch, model.d_model, model.n_heads, model.n_layers
     per_layer = 2 * s * b * h * (34 + 5 * a * s / h)
     logits = 3 * b * s * model.vocab_size * 4
     overhead = (GPU_CONTEXT_GIB if gpu else RUNTIME_OVERHEAD_GIB) * GIB
-    return Memory(4 * p, 4 * p, 8 * p, L * per_layer + logits, overhead, b, s)
+    in_flight = 0 if shards <= 1 else 2 * (p - _embedding_params(model)) / max(L, 1)
+    return Memory(4 * (p / shards + in_flight), 4 * (p / shards + in_flight), 8 * p / shards,
+                  L * per_layer + logits, overhead, b, s)
+
+
+def _embedding_params(model: ModelConfig) -> int:
+    return (model.vocab_size + model.n_positions) * model.d_model
 
 
 def checkpoint_bytes(model: ModelConfig) -> int:

@@ -44,6 +44,10 @@ class Training(Strict):
     mlm_probability: float = 0.15
     keep_last: int = 3
     eval_batches: int = 8
+    precision: Literal["", "fp32", "bf16-mixed", "fp16-mixed"] = ""
+    deterministic: bool = False
+    compile: bool = False
+    parallelism: Literal["ddp", "fsdp"] = "ddp"
 
     def run_spec(self) -> RunSpec:
         return RunSpec(**self.model_dump())

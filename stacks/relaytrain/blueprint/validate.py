@@ -78,6 +78,7 @@ class Worker:
     micro_batch: int
     gpu: bool
     label: str
+    shards: int = 1  # FSDP: GPUs the weights, gradients and moments are sharded over
 
 
 def training_worker(bp: Blueprint) -> Worker | None:
@@ -96,8 +97,10 @@ def training_worker(bp: Blueprint) -> Worker | None:
         if gpu is None:
             return None
         per_gpu = max(1, batch // max(1, count * bp.gpu.nodes))
+        shards = count * bp.gpu.nodes if spec.parallelism == "fsdp" else 1
         return Worker(("gpu", "instance_type"), gpu.memory_gib * GIB, min(micro, per_gpu), True,
-                      f"one {gpu.name} ({gpu.memory_gib:g} GiB) of {bp.gpu.instance_type}")
+                      f"one {gpu.name} ({gpu.memory_gib:g} GiB) of {bp.gpu.instance_type}"
+                      + (f", FSDP over {shards} GPUs" if shards > 1 else ""), shards)
     return None
 
 
@@ -299,11 +302,12 @@ def _feasibility(problems, bp: Blueprint) -> None:
     worker = training_worker(bp)
     if worker is None:
         return
-    need = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=worker.gpu)
+    need = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=worker.gpu, shards=worker.shards)
     if not need.fits(worker.memory_bytes):
         smaller = [m for m in range(worker.micro_batch - 1, 0, -1)
                    if spec.batch_size % m == 0
-                   and training_memory(spec.model, m, spec.sequence_length, worker.gpu).fits(worker.memory_bytes)]
+                   and training_memory(spec.model, m, spec.sequence_length, worker.gpu,
+                                       worker.shards).fits(worker.memory_bytes)]
         cpu = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=False)
         gpu = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=True)
         fits = alternatives(bp, cpu, gpu)

@@ -14,6 +14,7 @@ from relaytrain_runtime import RelayError
 
 from relaytrain.blueprint import BlueprintError, load_all
 from relaytrain.plan import plan
+from relaytrain.plan.compare import verdict, worker_count
 from relaytrain.plan.devices import calibration_path, load_devices
 from relaytrain.plan.report import format_compare, format_plan, write_chart
 
@@ -25,8 +26,9 @@ def add_arguments(parser) -> None:
                         help="plan the first file's training job on every file's topology, side by side")
     parser.add_argument("--chart", default="plan-compare.png", help="--compare: bar chart path (default: %(default)s)")
     parser.add_argument("--hours", type=float, help="price this many hours instead of the FLOP-based estimate")
-    parser.add_argument("--calibrate", action="store_true",
-                        help="measure real training steps on this machine first and save the per-vCPU throughput")
+    parser.add_argument("--calibrate", nargs="?", const=True, default=False, metavar="NODE_STATUS",
+                        help="measure real training steps on this machine first and save the per-vCPU throughput; "
+                             "given a node's status JSON, save the MFU it measured for its GPU instead")
     parser.add_argument("--calibration", type=pathlib.Path, help=f"calibration file (default: {calibration_path()})")
 
 
@@ -39,7 +41,11 @@ def run(args) -> int:
         return 2
     if args.hours is not None and not args.hours > 0:
         raise RelayError(f"--hours must be > 0, got {args.hours:g}")
-    if args.calibrate:
+    if isinstance(args.calibrate, str):
+        from relaytrain.plan.devices import calibrate_from_node_status
+
+        calibrate_from_node_status(pathlib.Path(args.calibrate), args.calibration or calibration_path())
+    elif args.calibrate:
         from relaytrain.plan.calibrate import calibrate
 
         calibrate(blueprints[0], args.calibration or calibration_path())
@@ -68,6 +74,8 @@ def run(args) -> int:
                                                   for r in results]}, indent=1))
     else:
         print(format_compare(results, [bp.name for bp in blueprints], label))
+        planned = [(r, worker_count(bp)) for r, bp in zip(results, blueprints, strict=True) if not isinstance(r, str)]
+        print("\n".join(verdict([r for r, _ in planned], [n for _, n in planned])))
     if plans:
         print(f"chart: {write_chart(plans, pathlib.Path(args.chart))}", file=sys.stderr if args.json else sys.stdout)
     return 0

@@ -263,14 +263,18 @@ class TrainingNetwork(pulumi.ComponentResource):
         self.register_outputs({"network": self.network.id, "subnetwork": self.subnetwork.id})
 
 
-def startup_script(*, checkpoint_every_s: int, nodes: int, gpus_per_node: int = 1, init_args: list[str] = ()) -> str:
+def startup_script(*, checkpoint_every_s: int, nodes: int, gpus_per_node: int = 1, init_args: list[str] = (),
+                   cost_per_second: float = 0.0) -> str:
     """Boot script: fetch the runtime archive, install it with CUDA torch in a venv, write the
-    run spec (`relaytrain-runtime init INIT_ARGS`, idempotent for an identical spec), train.
+    run spec (`relaytrain-runtime init INIT_ARGS`, idempotent for an identical spec), train,
+    accruing `cost_per_second` (the whole job's: every node) into the run, so the budget stop holds.
 
     Runs on every boot, so a stopped (or preempted and restarted) node resumes from the store.
     The store URL, archive URL and node rank come from instance metadata.
     """
     node = f"node --store \"$STORE\" --checkpoint-every {int(checkpoint_every_s)} --poweroff-when-done"
+    if cost_per_second > 0:
+        node += f" --cost-per-second {cost_per_second:.8g}"
     launch = f"$VENV/bin/python -m relaytrain_runtime {node}"  # one GPU: one process
     if nodes > 1:  # one DDP job across the nodes, one process per GPU
         launch = ("$VENV/bin/torchrun --nnodes " + str(nodes) + " --nproc-per-node gpu --node-rank \"$RANK\" "
@@ -315,7 +319,7 @@ class GpuTrainingNode(pulumi.ComponentResource):
                  source: SourceArchive, zone: str, machine_type: str, accelerator_type: str,
                  accelerator_count: int, subnetwork: pulumi.Input[str], labels: dict[str, str], nodes: int = 1,
                  spot: bool = False, external_ip: bool = False, image: str = DLVM_IMAGE, disk_gb: int = 200,
-                 checkpoint_every_s: int = 600, init_args: list[str] = (),
+                 checkpoint_every_s: int = 600, init_args: list[str] = (), cost_per_second: float = 0.0,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("relaytrain:gcp:GpuTrainingNode", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -330,7 +334,8 @@ class GpuTrainingNode(pulumi.ComponentResource):
             scheduling = gcp.compute.InstanceSchedulingArgs(
                 provisioning_model="STANDARD", automatic_restart=True, on_host_maintenance="TERMINATE")
         script = startup_script(checkpoint_every_s=checkpoint_every_s, nodes=nodes,
-                                gpus_per_node=accelerator_count, init_args=list(init_args))
+                                gpus_per_node=accelerator_count, init_args=list(init_args),
+                                cost_per_second=cost_per_second)
         self.instances: list[gcp.compute.Instance] = []
         master: pulumi.Input[str] = "localhost"
         for rank in range(nodes):

@@ -11,13 +11,14 @@ import shlex
 from dataclasses import dataclass, field, fields
 
 import pulumi
+from relaytrain_runtime import RelayError
 
 from relaytrain.blueprint import limits
 from relaytrain.blueprint.schema import Blueprint
 from relaytrain.gcp import components as c
 from relaytrain.gcp import workflow as wf
 from relaytrain.gcp.source import SourceArchive, build_source_archive
-from relaytrain_runtime import RelayError
+from relaytrain.plan import node_hourly_usd
 
 DEFAULT_REGION = limits.DEFAULT_REGION["gcp"]
 DEFAULT_MACHINE_TYPE = limits.DEFAULT_INSTANCE["gcp"]
@@ -57,6 +58,13 @@ class Deployment:
     node: c.GpuTrainingNode | None = None
     budget: c.CostBudget | None = None
     monitoring: c.RunMonitoring | None = None
+
+
+def _job_cost_per_second(bp: Blueprint, machine_type: str, accelerator: str, count: int) -> float:
+    """What every node of the job costs per second (the planner's prices): the node accrues it into the baton."""
+    node = bp.gpu.model_copy(update={"instance_type": machine_type, "accelerator_type": accelerator,
+                                     "accelerator_count": count})
+    return node_hourly_usd(bp.model_copy(update={"gpu": node})) * bp.gpu.nodes / 3600
 
 
 def accelerator_of(machine_type: str, accelerator_type: str, accelerator_count: int) -> tuple[str, int]:
@@ -153,7 +161,8 @@ def _gpu_node(bp: Blueprint, region: str, bucket, store_url, source, labels):
         accelerator_count=count, subnetwork=network.subnetwork.id,
         labels={**labels, "relaytrain-component": "gpu-node"}, nodes=gpu.nodes, spot=gpu.spot,
         external_ip=gpu.external_ip, image=gpu.image or c.DLVM_IMAGE, disk_gb=gpu.root_volume_gb,
-        checkpoint_every_s=gpu.checkpoint_every_s, init_args=spec_args(bp))
+        checkpoint_every_s=gpu.checkpoint_every_s, init_args=spec_args(bp),
+        cost_per_second=_job_cost_per_second(bp, machine_type, accelerator, count))
     return network, node
 
 

@@ -14,6 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from relaytrain_runtime import RelayError
+from relaytrain_runtime.throughput import flops_per_token  # one formula for the planner and the node
 
 from relaytrain import prices
 from relaytrain.blueprint import limits as L
@@ -70,11 +71,6 @@ class Plan:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def flops_per_token(model, seq_len: int) -> float:
-    position = model.n_positions * model.d_model + (model.type_vocab_size * model.d_model if model.family == "bert" else 0)
-    return 6 * (model.param_count() - position) + 12 * model.n_layers * model.d_model * seq_len
 
 
 def _line(plan: Plan, item: str, quantity: float, key: str) -> None:
@@ -222,7 +218,8 @@ def _node_hours(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> f
     g = bp.gpu
     gpu, count = L.gpu_of(bp.cloud, g.instance_type, g.accelerator_type, g.accelerator_count)
     total_gpus = count * g.nodes
-    rate = devices.gpu_flops[gpu.name] * total_gpus * (D.MULTI_GPU_EFFICIENCY if total_gpus > 1 else 1.0)
+    scaling = D.MULTI_GPU_EFFICIENCY if total_gpus > 1 else 1.0
+    rate = devices.gpu_rate(gpu.name, spec.precision) * total_gpus * scaling
     plan.workers = f"{g.nodes} x {g.instance_type} ({count}x {gpu.name}){' spot' if g.spot else ''}"
     plan.worker_flops = rate
     plan.train_s = plan.flops / rate

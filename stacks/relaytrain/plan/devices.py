@@ -14,9 +14,10 @@ import pathlib
 from dataclasses import asdict, dataclass, field
 
 from relaytrain_runtime import RelayError
+from relaytrain_runtime.throughput import GPU_PEAK_FLOPS, peak_flops
 
 MFU = 0.40
-GPU_FP32_PEAK = {"V100": 15.7e12, "T4": 8.1e12, "A10G": 31.2e12, "L4": 30.3e12, "A100": 19.5e12}
+GPU_FP32_PEAK = {gpu: row["fp32"] for gpu, row in GPU_PEAK_FLOPS.items()}  # the runtime's table (MFU's peaks)
 CPU_FLOPS_PER_VCPU = 30e9
 
 # platform overheads (assumptions, stated in docs/PLANNER.md)
@@ -33,9 +34,19 @@ class Devices:
     cpu_flops_per_vcpu: float = CPU_FLOPS_PER_VCPU
     gpu_flops: dict[str, float] = field(default_factory=lambda: {k: v * MFU for k, v in GPU_FP32_PEAK.items()})
     source: str = "defaults (assumed: 40 % of fp32 peak per GPU, 30 GFLOP/s per vCPU)"
+    gpu_mfu: dict[str, float] = field(default_factory=dict)  # measured on a node (`plan --calibrate STATUS`)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def gpu_rate(self, gpu: str, precision: str) -> float:
+        """Sustained FLOP/s of one `gpu` at a precision: its peak for that precision times the MFU measured on a
+        node of that GPU, else the assumed MFU. An unset or fp32 precision keeps the fp32 assumption."""
+        if gpu in self.gpu_mfu:
+            return self.gpu_mfu[gpu] * peak_flops(gpu, precision or "fp32")
+        if precision in ("bf16-mixed", "fp16-mixed"):
+            return MFU * peak_flops(gpu, precision)
+        return self.gpu_flops[gpu]
 
 
 def calibration_path() -> pathlib.Path:
@@ -52,9 +63,31 @@ def load_devices(path: pathlib.Path | None = None) -> Devices:
     if path.is_file():
         try:
             saved = json.loads(path.read_text())
-            devices.cpu_flops_per_vcpu = float(saved["cpu_flops_per_vcpu"])
+            if "cpu_flops_per_vcpu" in saved or "gpu_mfu" not in saved:
+                devices.cpu_flops_per_vcpu = float(saved["cpu_flops_per_vcpu"])
+            devices.gpu_mfu = {str(k): float(v) for k, v in saved.get("gpu_mfu", {}).items()}
             devices.source = f"calibrated {saved.get('measured', '')} on this machine ({path})".replace("  ", " ")
         except (ValueError, KeyError, TypeError) as exc:
             raise RelayError(f"{path}: not a calibration file ({exc!r}); delete it or run "
                              "`relaytrain plan FILE --calibrate` again") from None
     return devices
+
+
+def calibrate_from_node_status(status_path: pathlib.Path, path: pathlib.Path) -> dict:
+    """Save the MFU a node measured (its status JSON, `throughput` field) as that GPU's MFU in the calibration."""
+    try:
+        status = json.loads(status_path.read_text())
+        measured = status["throughput"]
+        gpu, mfu = str(measured["gpu"]), float(measured["mfu"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RelayError(f"{status_path}: not a node status with a measured throughput "
+                         f"(expected {{\"throughput\": {{\"gpu\": ..., \"mfu\": ...}}}}; {exc!r})") from None
+    if not 0 < mfu <= 1 or gpu not in GPU_PEAK_FLOPS:
+        raise RelayError(f"{status_path}: throughput.mfu must be in (0, 1] and throughput.gpu one of "
+                         f"{', '.join(GPU_PEAK_FLOPS)}; got mfu {mfu}, gpu {gpu!r}")
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    saved.setdefault("gpu_mfu", {})[gpu] = mfu
+    saved["measured"] = f"node status {status_path.name}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(saved, indent=1) + "\n")
+    return saved

@@ -58,8 +58,8 @@ if [ "$NODES" -gt 1 ]; then
   /opt/relaytrain/venv/bin/torchrun --nnodes "$NODES" --node-rank "$RANK" --nproc-per-node gpu \
     --rdzv-backend c10d --rdzv-endpoint "$MASTER:29400" --rdzv-id relaytrain \
     -m relaytrain_runtime node "${ARGS[@]}"
-else
-  "$PY" -m relaytrain_runtime node "${ARGS[@]}"
+else  # one process per GPU of the instance (torchrun's "gpu": all of them; a g6.12xlarge or p4d uses every GPU)
+  /opt/relaytrain/venv/bin/torchrun --standalone --nproc-per-node gpu -m relaytrain_runtime node "${ARGS[@]}"
 fi
 rc=$?
 [ $rc -eq 0 ] || exit $rc  # systemd restarts the service; the next start resumes from the baton
