@@ -41,6 +41,12 @@ REGIONS = {
 }
 DEFAULT_REGION = {"aws": "us-east-1", "gcp": "us-central1"}
 DEFAULT_INSTANCE = {"aws": "p3.2xlarge", "gcp": "n1-standard-8"}
+DEFAULT_GCP_ACCELERATOR = "nvidia-tesla-v100"  # attached to n1 machine types unless the blueprint names one
+# the node image unless gpu.image names one: the Deep Learning AMI's SSM parameter / the DLVM image family
+DEFAULT_IMAGE = {
+    "aws": "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+    "gcp": "projects/deeplearning-platform-release/global/images/family/common-cu128-ubuntu-2204-nvidia-570",
+}
 
 
 @dataclass(frozen=True)
