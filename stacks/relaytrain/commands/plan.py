@@ -40,7 +40,7 @@ def run(args) -> int:
     if args.hours is not None and not args.hours > 0:
         raise RelayError(f"--hours must be > 0, got {args.hours:g}")
     if args.calibrate:
-        from relaytrain.plan.calibrate import calibrate
+        from relaytrain.localrun.calibrate import calibrate
 
         calibrate(blueprints[0], args.calibration or calibration_path())
     devices = load_devices(args.calibration)
