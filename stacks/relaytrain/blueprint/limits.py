@@ -1,8 +1,8 @@
-"""Platform limits and offerings the validator enforces, as of 2026-11 (see docs/BLUEPRINTS.md).
+"""Platform limits and offerings the validator enforces, as of 2026-11.
 
-Sources, per table: [doc] the provider's documentation (collected in shared/PLATFORM_FACTS.md);
-[cfn-lint] the EC2 instance-type-per-region data shipped with cfn-lint 1.58 (from the AWS price
-list); [doc-gpu] Google's "GPU regions and zones" page. Re-check before relying on an offering.
+Every number here is listed with its source and date in docs/LIMITS.md: [doc] the provider's
+documentation; [cfn-lint] the EC2 instance-type-per-region data shipped with cfn-lint 1.58 (from the
+AWS price list); [doc-gpu] Google's "GPU regions and zones" page. Re-check before relying on an offering.
 """
 
 from __future__ import annotations
