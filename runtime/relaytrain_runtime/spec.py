@@ -127,20 +127,21 @@ class RunSpec:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RunSpec":
+    def from_dict(cls, data: dict) -> RunSpec:
         data = dict(data)
         version = data.pop("spec_version", SPEC_VERSION)
         if version != SPEC_VERSION:
             raise RelayError(f"run spec version {version} is not supported by this runtime (expected {SPEC_VERSION})")
         known = {f.name for f in fields(cls)}
-        unknown = [(k, f"unknown field (known: {', '.join(sorted(known))})") for k in sorted(set(data) - known, key=str)]
+        unknown = [(k, f"unknown field (known: {', '.join(sorted(known))})")
+                   for k in sorted(set(data) - known, key=str)]
         if unknown:
             raise SpecError(unknown)
         hints = field_types(cls)
         return cls(**{k: _coerce(k, v, hints[k]) for k, v in data.items()})
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "RunSpec":
+    def from_json(cls, text: str | bytes) -> RunSpec:
         try:
             data = json.loads(text)
         except ValueError as exc:

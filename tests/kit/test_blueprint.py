@@ -28,7 +28,7 @@ def test_catalog_has_the_named_blueprints():
     names = {p.stem for p in catalog_files()}
     assert {"bert-base-lambda-steps", "gpt2-small-function-shards", "bert-large-ec2-gpu", "gpt2-small-gce-gpu",
             "hybrid-aws", "tiny-gpt-lambda-steps", "tiny-gpt-function-shards", "tiny-hybrid-aws"} <= names
-    for bp, path in zip(load_all(catalog_files()), catalog_files()):
+    for bp, path in zip(load_all(catalog_files()), catalog_files(), strict=True):
         assert bp.name == path.stem
 
 

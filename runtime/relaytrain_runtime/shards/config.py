@@ -101,11 +101,12 @@ class ShardsConfig:
         return json.dumps(self.to_dict(), sort_keys=True, indent=1) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ShardsConfig":
+    def from_dict(cls, data: dict) -> ShardsConfig:
         if not isinstance(data, dict):
             raise ShardsConfigError("function-shards config must be a JSON object")
         known = {f.name for f in fields(cls)}
-        unknown = [(k, f"unknown field (known: {', '.join(sorted(known))})") for k in sorted(set(data) - known, key=str)]
+        unknown = [(k, f"unknown field (known: {', '.join(sorted(known))})")
+                   for k in sorted(set(data) - known, key=str)]
         if unknown:
             raise SpecError(unknown, "function-shards config")
         hints = field_types(cls)
@@ -127,7 +128,8 @@ def init_config(store: Store, config: ShardsConfig) -> None:
         return
     existing = load_config(store)
     if existing != config:
-        diff = [f"{k}: {v!r} -> {getattr(config, k)!r}" for k, v in existing.to_dict().items() if getattr(config, k) != v]
+        diff = [f"{k}: {v!r} -> {getattr(config, k)!r}" for k, v in existing.to_dict().items()
+                if getattr(config, k) != v]
         raise ShardsConfigError(f"{store.url}/{CONFIG_KEY} holds a different function-shards config "
                                 f"({'; '.join(diff)}); use a new store URL for a new run")
 
@@ -137,7 +139,8 @@ def load_config(store: Store) -> ShardsConfig:
         raw = store.read(CONFIG_KEY)
     except NotFound:
         raise ShardsConfigError(f"{store.url} has no {CONFIG_KEY}: initialise the run with its functions: settings "
-                                "(pass \"functions\" in the event or `--shards/--sync` to `relaytrain-runtime shard`)") from None
+                                "(pass \"functions\" in the event or `--shards/--sync` to "
+                                "`relaytrain-runtime shard`)") from None
     try:
         data = json.loads(raw)
     except ValueError as exc:

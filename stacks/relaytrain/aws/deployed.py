@@ -54,7 +54,8 @@ def stack_outputs(blueprint: Blueprint, region: str | None = None) -> dict[str, 
         stacks = cfn.describe_stacks(StackName=name)["Stacks"]
     except ClientError as exc:
         if "does not exist" in str(exc):
-            raise DeployError(f"stack {name} is not deployed in {where}: run `cdk deploy -c blueprint=FILE` first") from None
+            raise DeployError(f"stack {name} is not deployed in {where}: "
+                              "run `cdk deploy -c blueprint=FILE` first") from None
         raise DeployError(f"describe stack {name}: {exc}") from None
     except Exception as exc:  # credentials, endpoint
         raise DeployError(f"describe stack {name} in {where}: {exc}") from None
@@ -78,7 +79,8 @@ def start_run(blueprint: Blueprint, run: str | None = None, region: str | None =
     run = run or blueprint.name
     name = f"{run}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"[:72]  # room for hop names (NAME-LEGS <= 80)
     sfn = _client("stepfunctions", region_of(blueprint, region))
-    started = _call(f"start execution of {arn}", sfn.start_execution, stateMachineArn=arn, name=name, input=json.dumps({"run": run}))
+    started = _call(f"start execution of {arn}", sfn.start_execution, stateMachineArn=arn, name=name,
+                    input=json.dumps({"run": run}))
     return {"execution": started["executionArn"], "store": run_store(outputs, run), "run": run}
 
 
@@ -110,5 +112,6 @@ def executions(blueprint: Blueprint, outputs: dict[str, str], region: str | None
     if not arn:
         return []
     sfn = _client("stepfunctions", region_of(blueprint, region))
-    listed = _call(f"list executions of {arn}", sfn.list_executions, stateMachineArn=arn, maxResults=limit)["executions"]
+    listed = _call(f"list executions of {arn}", sfn.list_executions, stateMachineArn=arn,
+                   maxResults=limit)["executions"]
     return [{"name": e["name"], "status": e["status"], "started": e["startDate"].isoformat()} for e in listed]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import pathlib
-from typing import Iterable
+from collections.abc import Iterable
 
 from pydantic import BaseModel, ValidationError
 

@@ -123,7 +123,8 @@ def instances(cloud: str) -> dict[str, Instance]:
     return AWS_INSTANCES if cloud == "aws" else GCP_INSTANCES
 
 
-def gpu_of(cloud: str, instance_type: str, accelerator_type: str = "", accelerator_count: int = 0) -> tuple[GpuModel | None, int]:
+def gpu_of(cloud: str, instance_type: str, accelerator_type: str = "",
+           accelerator_count: int = 0) -> tuple[GpuModel | None, int]:
     """The GPU model and count a node gets (None, 0 when unknown or none)."""
     inst = instances(cloud).get(instance_type)
     if inst is None:

@@ -3,7 +3,8 @@
 A blueprint is one YAML file read by the CDK app, the Pulumi program, the planner and the local
 runner. Field names here are the contract between those parts: rename nothing without updating
 all of them. `training:` and the run half of `functions:` are derived from the runtime's RunSpec and
-ShardsConfig (one source of truth; their own `problems()` check the values). Platform limits, feasibility and error formatting are layered on in
+ShardsConfig (one source of truth; their own `problems()` check the values).
+Platform limits, feasibility and error formatting are layered on in
 `relaytrain.blueprint.validate` / `relaytrain.blueprint.load`.
 """
 

@@ -62,7 +62,8 @@ def run(args) -> int:
             results.append(p)
         except RelayError as exc:
             results.append(str(exc))
-    label = f"{job.preset}, {job.steps:,} steps x {job.batch_size} x {job.seq_len or 'max'} tokens (from {args.files[0]})"
+    label = (f"{job.preset}, {job.steps:,} steps x {job.batch_size} x {job.seq_len or 'max'} tokens "
+             f"(from {args.files[0]})")
     if args.json:
         print(json.dumps({"job": label, "plans": [r.to_dict() if not isinstance(r, str) else {"error": r}
                                                   for r in results]}, indent=1))

@@ -46,7 +46,7 @@ def calibrate(bp: Blueprint, path: pathlib.Path) -> dict:
     flops = flops_per_token(spec.model, spec.sequence_length) * batch * spec.sequence_length
     result = {"cpu_flops_per_vcpu": flops / step_s / threads, "step_seconds": step_s, "threads": threads,
               "preset": spec.preset, "tokens_per_step": batch * spec.sequence_length,
-              "measured": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")}
+              "measured": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%MZ")}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"calibrated: {step_s:.3f} s per step = {result['cpu_flops_per_vcpu'] / 1e9:.1f} GFLOP/s per vCPU "

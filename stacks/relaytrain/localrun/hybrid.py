@@ -78,5 +78,6 @@ def run_local(bp: Blueprint, store_url: str) -> dict:
           f"  train: {node_text}\n"
           f"  evaluate {eval_s:.1f} s on Lambda {bp.evaluate.memory_mb} MB: {usd(eval_cost)}\n"
           f"  total on AWS: {usd(total)}", file=sys.stderr)
-    return {"status": status, "evaluation": result, "seconds": {"preprocess": pre_s, "train": node_s, "evaluate": eval_s},
+    seconds = {"preprocess": pre_s, "train": node_s, "evaluate": eval_s}
+    return {"status": status, "evaluation": result, "seconds": seconds,
             "cloud_cost_usd": total}

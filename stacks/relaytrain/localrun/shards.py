@@ -169,7 +169,8 @@ class _Pool:
                         if isinstance(out, dict):
                             w.event = None
                             if "error" in out:  # a RelayError: the same event would fail again
-                                raise ShardsRunError(f"{events[i]['op']} {_label(events[i])}: {out['error']['message']}")
+                                raise ShardsRunError(
+                                    f"{events[i]['op']} {_label(events[i])}: {out['error']['message']}")
                             if not finished(out):
                                 return [out]
                             results[i] = {**out, "_seconds": time.time() - w.started}

@@ -72,7 +72,8 @@ class Plan:
 
 
 def flops_per_token(model, seq_len: int) -> float:
-    position = model.n_positions * model.d_model + (model.type_vocab_size * model.d_model if model.family == "bert" else 0)
+    token_types = model.type_vocab_size * model.d_model if model.family == "bert" else 0
+    position = model.n_positions * model.d_model + token_types
     return 6 * (model.param_count() - position) + 12 * model.n_layers * model.d_model * seq_len
 
 
@@ -223,7 +224,8 @@ def _node_hours(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> f
         interruptions = D.SPOT_INTERRUPTIONS_PER_HOUR * wall / 3600
         wall += interruptions * (g.checkpoint_every_s / 2 + D.COLD_START_S["vm"])
         plan.notes.append(f"spot: ~{interruptions:.1f} interruption(s) expected at "
-                          f"{D.SPOT_INTERRUPTIONS_PER_HOUR:g}/h, each costing ~{g.checkpoint_every_s / 2 + D.COLD_START_S['vm']:.0f} s")
+                          f"{D.SPOT_INTERRUPTIONS_PER_HOUR:g}/h, each costing "
+                          f"~{g.checkpoint_every_s / 2 + D.COLD_START_S['vm']:.0f} s")
     plan.wall_s = hours * 3600 if hours is not None else wall
     node_h = plan.wall_s / 3600 * g.nodes
     for line in node_hour_lines(bp, g.spot):
@@ -255,7 +257,8 @@ def _hybrid(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> None:
     evals = max(1, int(wall // bp.gpu.checkpoint_every_s))
     ev_tokens = spec.eval_batches * spec.tokens_per_step
     ev_s = (D.COLD_START_S["lambda"] + 4 * plan.params / D.STORE_BYTES_PER_S["lambda"]
-            + ev_tokens * flops_per_token(spec.model, spec.sequence_length) / 3 / (ev_vcpu * devices.cpu_flops_per_vcpu))
+            + ev_tokens * flops_per_token(spec.model, spec.sequence_length) / 3
+            / (ev_vcpu * devices.cpu_flops_per_vcpu))
     plan.workers += f"; preprocess {fanout} x Lambda {pre.memory_mb} MB; evaluate Lambda {ev.memory_mb} MB"
     plan.wall_s = wall + pre_wall
     plan.notes.append(f"preprocess ~{plan.tokens / 1e6:,.0f}M tokens in {objects} object(s) (~{pre_wall:.0f} s wall); "
