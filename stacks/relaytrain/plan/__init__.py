@@ -163,8 +163,8 @@ def lambda_legs_cost(bp: Blueprint, billed_s: list[float]) -> list[Line]:
     _line(scratch, f"Lambda compute ({lam.architecture}, {lam.memory_mb} MB)", sum(billed_s) * lam.memory_mb / 1024,
           f"lambda.gb_s.{lam.architecture}")
     _line(scratch, "Lambda requests", legs, "lambda.request")
-    _line(scratch, "Step Functions transitions",
-          legs * sfn.transitions_per_leg(lam.retries) + 2 * sfn.executions(legs, lam.retries), "sfn.transition")
+    _line(scratch, "Step Functions transitions",  # legs that succeed first time; a retry adds one each
+          legs * sfn.transitions_per_leg(0) + 2 * sfn.executions(legs, lam.retries), "sfn.transition")
     return scratch.lines
 
 
