@@ -14,6 +14,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.presets import PRESETS, get_preset
@@ -45,6 +46,8 @@ class RunSpec:
     mlm_probability: float = 0.15  # bert presets only
     keep_last: int = 3  # checkpoints kept in the store
     eval_batches: int = 8  # held-out batches for validation loss
+
+    CHOICES: ClassVar[dict[str, tuple]] = {"schedule": SCHEDULES}  # fields that take one of a few values
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -174,9 +177,9 @@ class SpecError(RelayError):
 
 
 def choices(options) -> str:
-    """`'a', 'b' or 'c'`: the accepted values of a field, for messages."""
-    quoted = [repr(o) for o in options]
-    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    """`a, b or c`: the accepted values of a field, for messages."""
+    options = [str(o) for o in options]
+    return options[0] if len(options) == 1 else ", ".join(options[:-1]) + " or " + options[-1]
 
 
 def field_types(cls) -> dict[str, object]:

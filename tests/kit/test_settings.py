@@ -93,7 +93,7 @@ def test_shards_config_refuses_unknown_and_bad_fields():
     assert ShardsConfig.check({"outer_lr": math.nan})[0][0] == "outer_lr"
     assert ShardsConfig.check({"shards": True}) == [("shards", "expected an integer, got True (bool)")]
     assert ShardsConfig.check({"inner_state": "forget"}) == [
-        ("inner_state", "must be 'keep' or 'reset', got 'forget'")]
+        ("inner_state", "must be keep or reset, got 'forget'")]
 
 
 def test_every_shards_field_is_settable_from_a_blueprint_and_reaches_the_event():

@@ -11,6 +11,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.contract.keys import SHARDS_CONFIG_KEY as CONFIG_KEY
@@ -40,6 +41,9 @@ class ShardsConfig:
     outer_momentum: float = 0.9
     inner_state: str = "keep"  # diloco: "keep" each shard's AdamW moments across rounds (in the store), or "reset"
     round_deadline_s: int = 0  # orchestrators: stragglers past it are retried (0 = the function timeout)
+
+    CHOICES: ClassVar[dict[str, tuple]] = {"sync": SYNC_MODES, "exchange_dtype": EXCHANGE_DTYPES,
+                                           "inner_state": INNER_STATES}
 
     def __post_init__(self) -> None:
         if not self.exchange_dtype:

@@ -29,10 +29,12 @@ class Strict(BaseModel):
 
 def settings_fields(record_type) -> dict:
     """Pydantic field definitions for every field of a runtime settings dataclass (RunSpec, ShardsConfig):
-    the same names, types and defaults, so the blueprint schema can never drift from the runtime's."""
+    the same names, types and defaults, so the blueprint schema can never drift from the runtime's. A
+    field the dataclass lists in its CHOICES becomes an enumeration (its values shown in errors)."""
     out = {}
+    choices = getattr(record_type, "CHOICES", {})
     for f in dataclasses.fields(record_type):
-        hint = field_types(record_type)[f.name]
+        hint = Literal[choices[f.name]] if f.name in choices else field_types(record_type)[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         lenient = typing.get_origin(hint) in (tuple, list)  # YAML gives lists; the runtime's check takes both
         out[f.name] = (hint, Field(default=default, strict=False) if lenient else default)
