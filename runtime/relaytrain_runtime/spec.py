@@ -1,18 +1,30 @@
 """The run spec: everything that defines a training run, written into the store once.
 
-Pure Python (no torch). A blueprint's `training:` section is exactly this spec.
+Pure Python (no torch). A blueprint's `training:` section is exactly this spec: its schema is derived
+from these fields (relaytrain.blueprint.schema) and validated by `RunSpec.problems`, so a field added
+here, with its check in `problems`, is settable and checked in blueprints without another edit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.presets import PRESETS, get_preset
 
 SPEC_VERSION = 1
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
+SCHEDULES = ("cosine", "linear", "constant")
+PRECISIONS = ("", "fp32", "bf16-mixed", "fp16-mixed")  # "" = the device's default (docs/GPU.md)
+PARALLELISMS = ("ddp", "fsdp")
+Problem = tuple[str, str]  # (field, message)
 
 
 @dataclass(frozen=True)
@@ -41,38 +53,65 @@ class RunSpec:
     compile: bool = False  # torch.compile the model (GPU nodes; its cache lives on the node's disk)
     parallelism: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard, sharded checkpoints)
 
+    CHOICES: ClassVar[dict[str, tuple]] = {"schedule": SCHEDULES, "precision": PRECISIONS, "parallelism": PARALLELISMS}  # fields that take one of a few values
+
     def __post_init__(self) -> None:
         problems = self.problems()
         if problems:
-            raise RelayError("invalid run spec: " + "; ".join(problems))
+            raise SpecError(problems)
 
-    def problems(self) -> list[str]:
-        out = []
-        if self.preset not in PRESETS:
-            out.append(f"preset: unknown {self.preset!r} (choose one of: {', '.join(PRESETS)})")
-            return out
-        cfg = get_preset(self.preset)
-        if self.steps < 1:
-            out.append(f"steps: must be >= 1, got {self.steps}")
-        if self.batch_size < 1:
-            out.append(f"batch_size: must be >= 1, got {self.batch_size}")
-        if not 0 <= self.seq_len <= cfg.n_positions:
-            out.append(f"seq_len: must be 1..{cfg.n_positions} for {self.preset} (0 = {cfg.n_positions}), got {self.seq_len}")
-        mb = self.micro_batch_size
-        if mb < 0 or (mb and self.batch_size % mb):
-            out.append(f"micro_batch_size: must divide batch_size {self.batch_size}, got {mb}")
-        if self.schedule not in ("cosine", "linear", "constant"):
-            out.append(f"schedule: must be cosine, linear or constant, got {self.schedule!r}")
-        if not self.lr > 0:
-            out.append(f"lr: must be > 0, got {self.lr}")
-        if self.keep_last < 1:
-            out.append(f"keep_last: must be >= 1, got {self.keep_last}")
-        if self.precision not in ("", "fp32", "bf16-mixed", "fp16-mixed"):
-            out.append(f"precision: must be fp32, bf16-mixed or fp16-mixed (or empty for the device's default), "
-                       f"got {self.precision!r}")
-        if self.parallelism not in ("ddp", "fsdp"):
-            out.append(f"parallelism: must be ddp or fsdp, got {self.parallelism!r}")
+    def problems(self) -> list[Problem]:
+        """Every value of this spec that cannot train, as (field, message) pairs; [] when it can.
+
+        The one check of a run spec: `init`, the handlers and blueprint validation all come here. Types
+        come from the field annotations (a bool is not an int, a float must be finite); each range rule
+        runs only on well-typed values.
+        """
+        out = field_type_problems(self)
+        wrong = {name for name, _ in out}
+
+        def need(name: str, rule: str, ok: Callable[[], bool], *uses: str) -> None:
+            """`name` must satisfy `ok` (evaluated only when `name` and the fields it `uses` are well typed)."""
+            if wrong.isdisjoint((name, *uses)) and not ok():
+                out.append((name, f"must {rule}, got {getattr(self, name)!r}"))
+
+        if "preset" not in wrong and self.preset not in PRESETS:
+            out.append(("preset", f"unknown {self.preset!r} (choose one of: {', '.join(PRESETS)})"))
+        elif "preset" not in wrong:
+            positions = get_preset(self.preset).n_positions
+            need("seq_len", f"be 1..{positions} for {self.preset} (0 = {positions})",
+                 lambda: 0 <= self.seq_len <= positions)
+        need("steps", "be >= 1", lambda: self.steps >= 1)
+        need("seed", f"be 0..{MAX_SEED} (2**63-1)", lambda: 0 <= self.seed <= MAX_SEED)
+        need("batch_size", "be >= 1", lambda: self.batch_size >= 1)
+        need("micro_batch_size", f"divide batch_size {self.batch_size}",
+             lambda: self.micro_batch_size == 0 or (self.micro_batch_size > 0 and self.batch_size
+                                                      % self.micro_batch_size == 0), "batch_size")
+        need("schedule", "be " + choices(SCHEDULES), lambda: self.schedule in SCHEDULES)
+        need("lr", "be > 0", lambda: self.lr > 0)
+        need("min_lr", "be >= 0", lambda: self.min_lr >= 0)
+        need("warmup_steps", "be >= 0", lambda: self.warmup_steps >= 0)
+        need("weight_decay", "be >= 0", lambda: self.weight_decay >= 0)
+        need("beta1", "be in [0, 1)", lambda: 0 <= self.beta1 < 1)
+        need("beta2", "be in [0, 1)", lambda: 0 <= self.beta2 < 1)
+        need("eps", "be > 0", lambda: self.eps > 0)
+        need("grad_clip", "be >= 0 (0 = no clipping)", lambda: self.grad_clip >= 0)
+        need("mlm_probability", "be in (0, 1)", lambda: 0 < self.mlm_probability < 1)
+        need("keep_last", "be >= 1", lambda: self.keep_last >= 1)
+        need("eval_batches", "be >= 1", lambda: self.eval_batches >= 1)
+        need("precision", "be " + choices(PRECISIONS[1:]) + " (or empty: the device's default)",
+             lambda: self.precision in PRECISIONS)
+        need("parallelism", "be " + choices(PARALLELISMS), lambda: self.parallelism in PARALLELISMS)
         return out
+
+    @classmethod
+    def check(cls, data: dict) -> list[Problem]:
+        """The problems of a spec given as a mapping (unknown fields included); [] when `from_dict` accepts it."""
+        try:
+            cls.from_dict(data)
+        except SpecError as exc:
+            return exc.problems
+        return []
 
     @property
     def model(self):
@@ -106,23 +145,21 @@ class RunSpec:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RunSpec":
+    def from_dict(cls, data: dict) -> RunSpec:
         data = dict(data)
         version = data.pop("spec_version", SPEC_VERSION)
         if version != SPEC_VERSION:
             raise RelayError(f"run spec version {version} is not supported by this runtime (expected {SPEC_VERSION})")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = [(k, f"unknown field (known: {', '.join(sorted(known))})")
+                   for k in sorted(set(data) - known, key=str)]
         if unknown:
-            raise RelayError(f"run spec has unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        return cls(**{k: _coerce(k, v, cls._types()[k]) for k, v in data.items()})
+            raise SpecError(unknown)
+        hints = field_types(cls)
+        return cls(**{k: _coerce(k, v, hints[k]) for k, v in data.items()})
 
     @classmethod
-    def _types(cls) -> dict[str, str]:
-        return {f.name: f.type if isinstance(f.type, str) else f.type.__name__ for f in fields(cls)}
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> "RunSpec":
+    def from_json(cls, text: str | bytes) -> RunSpec:
         try:
             data = json.loads(text)
         except ValueError as exc:
@@ -135,15 +172,88 @@ class RunSpec:
 LATE_FIELDS = {"precision": "", "deterministic": False, "compile": False, "parallelism": "ddp"}
 
 
-def _coerce(name: str, value, type_name: str):
+def _coerce(name: str, value, hint):
     """JSON producers differ on numbers (Workflows, YAML, Pulumi send 1 or 1.0 alike): normalise them so the
     same run always has the same spec digest. Anything else is left to validation."""
     if isinstance(value, bool):
         return value
-    if type_name == "float" and isinstance(value, int):
+    if hint is float and isinstance(value, int):
         return float(value)
-    if type_name == "int" and isinstance(value, float):
+    if hint is int and isinstance(value, float) and math.isfinite(value):
         if value.is_integer():
             return int(value)
-        raise RelayError(f"run spec field {name}: expected a whole number, got {value}")
+        raise SpecError([(name, f"expected a whole number, got {value}")])
     return value
+
+
+class SpecError(RelayError):
+    """Values a settings record refuses; `problems` holds them as (field, message) pairs."""
+
+    def __init__(self, problems: list[Problem], what: str = "run spec"):
+        self.problems = list(problems)
+        super().__init__(f"invalid {what}: " + "; ".join(f"{name}: {msg}" for name, msg in self.problems))
+
+
+def choices(options) -> str:
+    """`a, b or c`: the accepted values of a field, for messages."""
+    options = [str(o) for o in options]
+    return options[0] if len(options) == 1 else ", ".join(options[:-1]) + " or " + options[-1]
+
+
+def field_types(cls) -> dict[str, object]:
+    """The resolved annotation of every field of a settings dataclass (RunSpec, ShardsConfig)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+_TYPE_WORDS = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false"}
+
+
+def _type_ok(value, hint) -> bool:
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint in (str,):
+        return isinstance(value, str)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if origin in (tuple, list):
+        item = args[0] if args else object
+        return isinstance(value, (tuple, list)) and all(_type_ok(v, item) for v in value)
+    if hint is type(None):
+        return value is None
+    return not isinstance(hint, type) or isinstance(value, hint)  # an annotation we cannot check here
+
+
+def _type_word(hint) -> str:
+    if hint in _TYPE_WORDS:
+        return _TYPE_WORDS[hint]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_word(a) for a in args)
+    if origin in (tuple, list):
+        return f"a list of {_type_word(args[0]) if args else 'values'}"
+    return getattr(hint, "__name__", str(hint))
+
+
+def field_type_problems(record) -> list[Problem]:
+    """(field, message) for every field of a settings dataclass whose value is not of its declared type."""
+    out = []
+    for name, hint in field_types(type(record)).items():
+        value = getattr(record, name)
+        if not _type_ok(value, hint):
+            out.append((name, f"expected {_type_word(hint)}, got {_describe(value)}"))
+    return out
+
+
+def _describe(value) -> str:
+    text = repr(value)
+    return (text if len(text) <= 40 else text[:37] + "...") + f" ({type(value).__name__})"

@@ -3,8 +3,8 @@
 Lambda, Step Functions, Cloud Functions and EC2 come from the runtime's table
 (`relaytrain_runtime.pricing`, which the workers use to accrue cost), so each number lives in one
 place; storage, Workflows, disks and GCE are added here. Sources: [doc] provider documentation,
-[catalog] SkyPilot's public price catalog, [2nd] secondary sources consistent with each other, as
-collected in shared/PLATFORM_FACTS.md (us-east-1 / us-central1, Linux, on-demand unless marked
+[catalog] SkyPilot's public price catalog, [2nd] secondary sources consistent with each other, each
+listed with its date in docs/LIMITS.md (us-east-1 / us-central1, Linux, on-demand unless marked
 spot). Prices change: re-check before relying on one.
 """
 

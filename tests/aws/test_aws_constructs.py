@@ -137,7 +137,9 @@ def test_state_machine_loops_legs_with_retries_catch_budget_and_hop(t, aws_bluep
     choices = states["NextLeg?"]["Choices"]
     assert {"Variable": "$.last.done", "BooleanEquals": True, "Next": "RunDone"} in choices
     assert {"Variable": "$.last.cost_usd", "NumericGreaterThanEquals": 2.5, "Next": "BudgetExhausted"} in choices
-    assert {"Variable": "$.execution_legs", "NumericGreaterThanEquals": 1000, "Next": "ContinueAsNew"} in choices
+    # hand over after the legs one 25,000-event history holds at 5 retries: (25,000 - 100) // (25 + 3 x 5)
+    # (relaytrain.plan.sfn.legs_per_execution)
+    assert {"Variable": "$.execution_legs", "NumericGreaterThanEquals": 622, "Next": "ContinueAsNew"} in choices
     hop = states["ContinueAsNew"]
     assert hop["Resource"].endswith(":states:::states:startExecution")
     assert hop["Parameters"]["StateMachineArn"].endswith(":stateMachine:relaytrain-test-steps-cached-legs")

@@ -200,6 +200,7 @@ def test_local_driver_runs_a_tiny_blueprint_to_done(tmp_path, gcp_source, gcs_bu
     to done; a second execution of the same workflow finds the run done at once."""
     from relaytrain_runtime.baton import Baton
     from relaytrain_runtime.store import open_store
+    from relaytrain.worker import functions_payload, spec_payload
     from tests.fixtures.servers import functions_server
 
     bp = gcp_blueprints["gcp-tiny-shards"]
@@ -212,7 +213,7 @@ def test_local_driver_runs_a_tiny_blueprint_to_done(tmp_path, gcp_source, gcs_bu
         definition = wf.definition(wf.RoundPlan(
             function_url=url, store_url=store, shards=bp.functions.shards, call_timeout_s=600,
             max_rounds=wf.max_rounds(bp.training.steps, bp.functions.sync, bp.functions.local_steps),
-            budget_usd=bp.budget_usd, spec=bp.training.model_dump(), functions=bp.functions.model_dump()))
+            budget_usd=bp.budget_usd, spec=spec_payload(bp), functions=functions_payload(bp)))
         interp = Interpreter()
         result = interp.run(definition)
         again = Interpreter().run(definition)

@@ -28,7 +28,7 @@ def test_catalog_has_the_named_blueprints():
     names = {p.stem for p in catalog_files()}
     assert {"bert-base-lambda-steps", "gpt2-small-function-shards", "bert-large-ec2-gpu", "gpt2-small-gce-gpu",
             "hybrid-aws", "tiny-gpt-lambda-steps", "tiny-gpt-function-shards", "tiny-hybrid-aws"} <= names
-    for bp, path in zip(load_all(catalog_files()), catalog_files()):
+    for bp, path in zip(load_all(catalog_files()), catalog_files(), strict=True):
         assert bp.name == path.stem
 
 
@@ -78,9 +78,10 @@ def test_validate_cli_exit_codes_and_one_line_per_problem(tmp_path):
 
 
 def test_blueprint_planner_and_local_runner_never_import_torch():
-    code = ("import relaytrain.blueprint, relaytrain.plan, relaytrain.plan.report, relaytrain.plan.calibrate, "
+    code = ("import relaytrain.blueprint, relaytrain.plan, relaytrain.plan.report, relaytrain.localrun.calibrate, "
             "relaytrain.localrun, relaytrain.localrun.legs, relaytrain.localrun.node, relaytrain.localrun.hybrid, "
-            "relaytrain.commands.validate, relaytrain.commands.plan, relaytrain.commands.run, relaytrain.prices\n"
+            "relaytrain.commands.validate, relaytrain.commands.plan, relaytrain.commands.run, relaytrain.prices, "
+            "relaytrain.worker, relaytrain.plan.sfn\n"
             "import sys, json; print(json.dumps(sorted(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     mods = {m.split(".")[0] for m in __import__("json").loads(out.strip().splitlines()[-1])}

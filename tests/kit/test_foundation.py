@@ -18,7 +18,8 @@ def _imported(code: str) -> set[str]:
 
 
 def test_kit_light_modules_never_import_torch():
-    mods = _imported("import relaytrain.cli, relaytrain.blueprint.schema, relaytrain_runtime.spec, relaytrain_runtime.store")
+    mods = _imported("import relaytrain.cli, relaytrain.blueprint.schema, relaytrain_runtime.spec, "
+                     "relaytrain_runtime.store")
     assert "torch" not in mods
     assert "aws_cdk" not in mods and "pulumi" not in mods
 

@@ -10,6 +10,7 @@ import pytest
 from relaytrain import localrun, prices
 from relaytrain.blueprint import loads
 from relaytrain.cli import main
+from relaytrain.plan.sfn import transitions_per_leg
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.store import open_store
 
@@ -39,7 +40,7 @@ def test_lambda_steps_runs_legs_and_prices_the_measured_seconds(tmp_path):
     assert summary["billed_seconds"] == pytest.approx([sum(leg["seconds"].values()) for leg in legs])
     expected = (billed * 1769 / 1024 * prices.price("lambda.gb_s.x86_64").usd
                 + len(legs) * prices.price("lambda.request").usd
-                + (2 * len(legs) + 2) * prices.price("sfn.transition").usd)
+                + (transitions_per_leg(0) * len(legs) + 2) * prices.price("sfn.transition").usd)
     assert summary["cloud_cost_usd"] == pytest.approx(expected)
     assert "Lambda compute (x86_64, 1769 MB)" in proc.stderr and "Step Functions transitions" in proc.stderr
 

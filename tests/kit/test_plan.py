@@ -9,7 +9,8 @@ import pytest
 from relaytrain import prices
 from relaytrain.blueprint import catalog_files, load, loads
 from relaytrain.cli import main
-from relaytrain.plan import SFN_EVENTS_RESERVED, flops_per_token, plan
+from relaytrain.plan import flops_per_token, plan
+from relaytrain.plan.sfn import EVENTS_RESERVED
 from relaytrain.plan.devices import Devices, load_devices
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.presets import get_preset
@@ -61,10 +62,12 @@ def test_flops_per_token_follows_6n_plus_attention():
 def test_legs_fit_step_functions_history_then_continue_as_new():
     base = "name: demo-run\ncloud: aws\ntopology: lambda-steps\ntraining: {steps: 200000, batch_size: 64}\n"
     p = plan(loads(base + "lambda: {timeout_s: 30, leg_margin_s: 5, retries: 3}\n"))
-    assert p.legs_per_execution == (25_000 - SFN_EVENTS_RESERVED) // (7 + 3 * 3)
+    # 25 events per leg on its worst-case path (tests/kit/test_sfn_accounting.py reads them off the
+    # synthesized state machine), plus 3 per retry
+    assert p.legs_per_execution == (25_000 - EVENTS_RESERVED) // (25 + 3 * 3)
     assert p.executions == -(-p.legs // p.legs_per_execution) and p.executions >= 2
     no_retries = plan(loads(base + "lambda: {timeout_s: 30, leg_margin_s: 5, retries: 0}\n"))
-    assert no_retries.legs_per_execution == (25_000 - SFN_EVENTS_RESERVED) // 7
+    assert no_retries.legs_per_execution == (25_000 - EVENTS_RESERVED) // 25
 
 
 def test_a_step_longer_than_a_leg_is_refused_with_numbers():

@@ -138,7 +138,7 @@ def test_report_plots_summary_and_tensorboard(watched, tmp_path):
     def series(tag):
         return [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
     assert series("train/loss") == [(s, 10.0 - s) for s in range(1, 9)]  # lineage only, each step once
-    assert series("eval/val_loss") == [(4, 7.5), (8, 6.25)]
+    assert series("val/loss") == [(4, 7.5), (8, 6.25)]
     assert [s for s, _ in series("cost/usd")] == [4, 8]
     assert {"train/tokens_per_s", "train/grad_norm", "time/data_s", "time/comm_s"} <= set(events.Tags()["tensors"])
     # a second report replaces its event file instead of adding duplicates
@@ -237,7 +237,7 @@ def test_report_logs_the_stream_to_a_file_mlflow_store(watched, tmp_path, monkey
     client = MlflowClient(tracking_uri=uri)
     history = client.get_metric_history(logged["run_id"], "train/loss")
     assert sorted((m.step, m.value) for m in history) == [(s, 10.0 - s) for s in range(1, 9)]
-    assert [m.value for m in client.get_metric_history(logged["run_id"], "eval/val_loss")] == [7.5, 6.25]
+    assert [m.value for m in client.get_metric_history(logged["run_id"], "val/loss")] == [7.5, 6.25]
     run = client.get_run(logged["run_id"])
     assert run.data.params["steps"] == "12" and run.data.tags["relaytrain.store"] == watched["url"]
     again = json.loads(relaytrain("report", "--store", watched["url"], "--mlflow", uri, "--json", env=env).stdout)

@@ -31,7 +31,7 @@ def test_run_local_with_killed_shards_matches_reference(shards_run):
     from relaytrain.localrun.shards import run_local
 
     ref = shards_run("ref")
-    drive(ref, TRAINING, {**FUNCTIONS, "exchange_dtype": "fp32"})
+    drive(ref, TRAINING, blueprint(exchange_dtype="fp32").functions.shards_config().to_dict())
     bp = blueprint(exchange_dtype="fp32")
     url = shards_run("local")
     lines = []
@@ -62,7 +62,7 @@ def test_stragglers_get_backup_copies(shards_run):
     from relaytrain.localrun.shards import run_local
 
     ref = shards_run("ref")
-    drive(ref, TRAINING, {**FUNCTIONS, "exchange_dtype": "fp32"}, rounds=1)
+    drive(ref, TRAINING, blueprint(exchange_dtype="fp32").functions.shards_config().to_dict(), rounds=1)
     url = shards_run("local")
     summary = run_local(blueprint(exchange_dtype="fp32"), url, max_rounds=1, round_deadline_s=0.05,
                         parallel_reduce=False, log=None)

@@ -6,7 +6,7 @@ One event file, `DIR/events.out.tfevents.relaytrain`, replaced atomically on eve
 
     train/loss train/lr train/grad_norm train/tokens_per_s train/mfu
     time/step_s time/data_s time/compute_s time/comm_s
-    eval/val_loss eval/perplexity
+    val/loss val/perplexity
     cost/usd                                   (per commit, from the commit manifests and leg statuses)
 
 Wall times are those of the commit that carried the record (when its manifest is retained; the
@@ -27,7 +27,7 @@ EVENT_FILE = "events.out.tfevents.relaytrain"  # TensorBoard reads any file whos
 TRAIN_TAGS = {"loss": "train/loss", "lr": "train/lr", "grad_norm": "train/grad_norm",
               "tokens_per_s": "train/tokens_per_s", "mfu": "train/mfu", "step_s": "time/step_s",
               "data_s": "time/data_s", "compute_s": "time/compute_s", "comm_s": "time/comm_s"}
-EVAL_TAGS = {"val_loss": "eval/val_loss", "perplexity": "eval/perplexity"}
+EVAL_TAGS = {"val_loss": "val/loss", "perplexity": "val/perplexity"}
 
 
 def _number(x) -> bool:

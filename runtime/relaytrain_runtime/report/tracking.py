@@ -3,7 +3,7 @@
 One MLflow run per relaytrain run, found again by its tag `relaytrain.store` (the store URL), so
 calling this again during a run adds only the steps logged since: the tag `relaytrain.logged_step`
 remembers the last one. Parameters are the run spec's fields; metric keys are the TensorBoard tags
-(`train/loss`, `eval/val_loss`, `cost/usd`, ...). The MLflow run ends (FINISHED) when the run is done.
+(`train/loss`, `val/loss`, `cost/usd`, ...). The MLflow run ends (FINISHED) when the run is done.
 """
 
 from __future__ import annotations

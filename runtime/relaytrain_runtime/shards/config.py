@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 from relaytrain_runtime import RelayError
+from relaytrain_runtime.contract.keys import SHARDS_CONFIG_KEY as CONFIG_KEY
+from relaytrain_runtime.spec import Problem, SpecError, choices, field_type_problems, field_types
 from relaytrain_runtime.store import NotFound, Store
 
-from relaytrain_runtime.contract.keys import SHARDS_CONFIG_KEY as CONFIG_KEY  # noqa: E402
 MAX_SHARDS = 1000  # a Step Functions inline Map runs 40 at once, Cloud Workflows parallel steps allow more
 
 
+SYNC_MODES = ("gradients", "diloco")
+EXCHANGE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}  # bytes per exchanged value of each exchange dtype
+EXCHANGE_DTYPES = tuple(EXCHANGE_BYTES)
+INNER_STATES = ("keep", "reset")
+
+
 class ShardsConfigError(RelayError):
-    pass
+    """The run's stored config is missing, unreadable or differs (bad values raise SpecError)."""
 
 
 @dataclass(frozen=True)
@@ -33,32 +42,43 @@ class ShardsConfig:
     inner_state: str = "keep"  # diloco: "keep" each shard's AdamW moments across rounds (in the store), or "reset"
     round_deadline_s: int = 0  # orchestrators: stragglers past it are retried (0 = the function timeout)
 
+    CHOICES: ClassVar[dict[str, tuple]] = {"sync": SYNC_MODES, "exchange_dtype": EXCHANGE_DTYPES,
+                                           "inner_state": INNER_STATES}
+
     def __post_init__(self) -> None:
         if not self.exchange_dtype:
             object.__setattr__(self, "exchange_dtype", "fp32")
-        problems = []
-        if not 1 <= self.shards <= MAX_SHARDS:
-            problems.append(f"shards: must be 1..{MAX_SHARDS}, got {self.shards}")
-        if self.sync not in ("gradients", "diloco"):
-            problems.append(f"sync: must be gradients or diloco, got {self.sync!r}")
-        if self.local_steps < 1:
-            problems.append(f"local_steps: must be >= 1, got {self.local_steps}")
-        if self.exchange_dtype not in ("", "fp32", "bf16", "fp16"):
-            problems.append(f"exchange_dtype: must be fp32, bf16 or fp16, got {self.exchange_dtype!r}")
-        if not self.outer_lr > 0:
-            problems.append(f"outer_lr: must be > 0, got {self.outer_lr}")
-        if not 0 <= self.outer_momentum < 1:
-            problems.append(f"outer_momentum: must be in [0, 1), got {self.outer_momentum}")
-        if self.inner_state not in ("keep", "reset"):
-            problems.append(f"inner_state: must be keep or reset, got {self.inner_state!r}")
-        if self.round_deadline_s < 0:
-            problems.append(f"round_deadline_s: must be >= 0, got {self.round_deadline_s}")
+        problems = self.problems()
         if problems:
-            raise ShardsConfigError("invalid function-shards config: " + "; ".join(problems))
+            raise SpecError(problems, "function-shards config")
+
+    def problems(self) -> list[Problem]:
+        """Every value that cannot run, as (field, message) pairs: types from the annotations, then ranges."""
+        out = field_type_problems(self)
+        wrong = {name for name, _ in out}
+
+        def need(name: str, rule: str, ok: Callable[[], bool]) -> None:
+            if name not in wrong and not ok():
+                out.append((name, f"must {rule}, got {getattr(self, name)!r}"))
+
+        need("shards", f"be 1..{MAX_SHARDS}", lambda: 1 <= self.shards <= MAX_SHARDS)
+        need("sync", "be " + choices(SYNC_MODES), lambda: self.sync in SYNC_MODES)
+        need("local_steps", "be >= 1", lambda: self.local_steps >= 1)
+        need("exchange_dtype", "be " + choices(EXCHANGE_DTYPES), lambda: self.exchange_dtype in EXCHANGE_DTYPES)
+        need("outer_lr", "be in (0, 10]", lambda: 0 < self.outer_lr <= 10)
+        need("outer_momentum", "be in [0, 1)", lambda: 0 <= self.outer_momentum < 1)
+        need("inner_state", "be " + choices(INNER_STATES), lambda: self.inner_state in INNER_STATES)
+        need("round_deadline_s", "be >= 0 (0 = the function timeout)", lambda: self.round_deadline_s >= 0)
+        return out
 
     @property
     def dtype(self) -> str:
         return self.exchange_dtype
+
+    @property
+    def exchange_bytes(self) -> int:
+        """Bytes per value in the round's exchange objects."""
+        return EXCHANGE_BYTES[self.exchange_dtype]
 
     @property
     def steps_per_round(self) -> int:
@@ -85,12 +105,25 @@ class ShardsConfig:
         return json.dumps(self.to_dict(), sort_keys=True, indent=1) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ShardsConfig":
+    def from_dict(cls, data: dict) -> ShardsConfig:
         if not isinstance(data, dict):
             raise ShardsConfigError("function-shards config must be a JSON object")
         known = {f.name for f in fields(cls)}
-        # a blueprint's functions: section also carries deployment fields (memory, vcpu, ...)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        unknown = [(k, f"unknown field (known: {', '.join(sorted(known))})")
+                   for k in sorted(set(data) - known, key=str)]
+        if unknown:
+            raise SpecError(unknown, "function-shards config")
+        hints = field_types(cls)
+        return cls(**{k: float(v) if hints[k] is float and type(v) is int else v for k, v in data.items()})
+
+    @classmethod
+    def check(cls, data: dict) -> list[Problem]:
+        """The problems of a config given as a mapping (unknown fields included); [] when `from_dict` accepts it."""
+        try:
+            cls.from_dict(data)
+        except SpecError as exc:
+            return exc.problems
+        return []
 
 
 def init_config(store: Store, config: ShardsConfig) -> None:
@@ -99,7 +132,8 @@ def init_config(store: Store, config: ShardsConfig) -> None:
         return
     existing = load_config(store)
     if existing != config:
-        diff = [f"{k}: {v!r} -> {getattr(config, k)!r}" for k, v in existing.to_dict().items() if getattr(config, k) != v]
+        diff = [f"{k}: {v!r} -> {getattr(config, k)!r}" for k, v in existing.to_dict().items()
+                if getattr(config, k) != v]
         raise ShardsConfigError(f"{store.url}/{CONFIG_KEY} holds a different function-shards config "
                                 f"({'; '.join(diff)}); use a new store URL for a new run")
 
@@ -109,7 +143,8 @@ def load_config(store: Store) -> ShardsConfig:
         raw = store.read(CONFIG_KEY)
     except NotFound:
         raise ShardsConfigError(f"{store.url} has no {CONFIG_KEY}: initialise the run with its functions: settings "
-                                "(pass \"functions\" in the event or `--shards/--sync` to `relaytrain-runtime shard`)") from None
+                                "(pass \"functions\" in the event or `--shards/--sync` to "
+                                "`relaytrain-runtime shard`)") from None
     try:
         data = json.loads(raw)
     except ValueError as exc:

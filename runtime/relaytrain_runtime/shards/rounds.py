@@ -31,6 +31,7 @@ import torch
 
 from relaytrain_runtime import RelayError, determinism
 from relaytrain_runtime.baton import EVAL_PREFIX, Baton
+from relaytrain_runtime.contract.keys import INNER_PREFIX as INNER  # diloco: shard k's AdamW moments
 from relaytrain_runtime.data import ensure_dataset, open_dataset
 from relaytrain_runtime.model import model_tensors
 from relaytrain_runtime.shards.config import ShardsConfig, init_config, load_config
@@ -40,7 +41,6 @@ from relaytrain_runtime.store import NotFound, Store, open_store
 from relaytrain_runtime.train import apply_update, build, evaluate, forward_backward, lr_at, make_optimizer, restore
 
 DEADLINE_MARGIN_S = 1.0
-INNER = "inner/"  # diloco: inner/<round>/<shard>, shard k's AdamW moments after round r
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
 

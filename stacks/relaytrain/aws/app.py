@@ -38,7 +38,7 @@ def build_app(blueprints: list[Blueprint], *, outdir: str | None = None, **stack
 
 def _stack(app: App, bp: Blueprint, **kwargs) -> RelaytrainStack:
     # Account from the CLI's credentials when deploying; the region comes from the blueprint.
-    env = Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=bp.region or "us-east-1")
+    env = Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=bp.region)  # resolved by load()
     return RelaytrainStack(app, bp, env=env, synthesizer=DefaultStackSynthesizer(), **kwargs)
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import time
 
-from relaytrain.aws.names import RUN_PREFIX, stack_name
+from relaytrain.aws.names import stack_name
 from relaytrain.blueprint.schema import Blueprint
+from relaytrain.worker import run_store as store_of_run
 from relaytrain_runtime import RelayError
+from relaytrain_runtime.contract.keys import COMMIT_PREFIX, LEGS_PREFIX, SPEC_KEY, commit_key, gen_of_commit_key
 from relaytrain_runtime.store import NotFound, open_store
-
-COMMIT_PREFIX = "baton/"  # relaytrain_runtime.baton's layout (docs/ARCHITECTURE.md "Baton layout")
-LEGS_PREFIX = "legs/"
 
 
 class DeployError(RelayError):
@@ -41,7 +40,8 @@ def _call(what: str, fn, **kwargs):
 
 
 def region_of(blueprint: Blueprint, region: str | None = None) -> str:
-    return region or blueprint.region or "us-east-1"
+    """The region to look in: the one asked for, else the (resolved) blueprint's."""
+    return region or blueprint.region
 
 
 def stack_outputs(blueprint: Blueprint, region: str | None = None) -> dict[str, str]:
@@ -54,7 +54,8 @@ def stack_outputs(blueprint: Blueprint, region: str | None = None) -> dict[str, 
         stacks = cfn.describe_stacks(StackName=name)["Stacks"]
     except ClientError as exc:
         if "does not exist" in str(exc):
-            raise DeployError(f"stack {name} is not deployed in {where}: run `cdk deploy -c blueprint=FILE` first") from None
+            raise DeployError(f"stack {name} is not deployed in {where}: "
+                              "run `cdk deploy -c blueprint=FILE` first") from None
         raise DeployError(f"describe stack {name}: {exc}") from None
     except Exception as exc:  # credentials, endpoint
         raise DeployError(f"describe stack {name} in {where}: {exc}") from None
@@ -65,7 +66,7 @@ def stack_outputs(blueprint: Blueprint, region: str | None = None) -> dict[str, 
 
 
 def run_store(outputs: dict[str, str], run: str) -> str:
-    return f"s3://{outputs['BucketName']}/{RUN_PREFIX}{run}"
+    return store_of_run(f"s3://{outputs['BucketName']}", run)
 
 
 def start_run(blueprint: Blueprint, run: str | None = None, region: str | None = None) -> dict:
@@ -78,7 +79,8 @@ def start_run(blueprint: Blueprint, run: str | None = None, region: str | None =
     run = run or blueprint.name
     name = f"{run}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"[:72]  # room for hop names (NAME-LEGS <= 80)
     sfn = _client("stepfunctions", region_of(blueprint, region))
-    started = _call(f"start execution of {arn}", sfn.start_execution, stateMachineArn=arn, name=name, input=json.dumps({"run": run}))
+    started = _call(f"start execution of {arn}", sfn.start_execution, stateMachineArn=arn, name=name,
+                    input=json.dumps({"run": run}))
     return {"execution": started["executionArn"], "store": run_store(outputs, run), "run": run}
 
 
@@ -86,16 +88,16 @@ def run_state(store_url: str) -> dict:
     """The run's progress from its baton: the newest commit manifest, the leg count and spec."""
     store = open_store(store_url)
     try:
-        spec = json.loads(store.read("spec.json"))
+        spec = json.loads(store.read(SPEC_KEY))
     except NotFound:
-        raise DeployError(f"no run at {store_url} yet (no spec.json): start one with `relaytrain launch`") from None
-    gens = sorted(int(k[len(COMMIT_PREFIX):-5]) for k in store.list(COMMIT_PREFIX) if k.endswith(".json") and k[len(COMMIT_PREFIX):-5].isdigit())
-    commit = json.loads(store.read(f"{COMMIT_PREFIX}{gens[-1]:08d}.json")) if gens else {}
+        raise DeployError(f"no run at {store_url} yet (no {SPEC_KEY}): start one with `relaytrain launch`") from None
+    gens = sorted(g for g in map(gen_of_commit_key, store.list(COMMIT_PREFIX)) if g is not None)
+    commit = json.loads(store.read(commit_key(gens[-1]))) if gens else {}
     legs = [k for k in store.list(LEGS_PREFIX) if k.endswith(".json")]
     checkpoint = None
     if commit:
         weights = commit.get("objects", {}).get("weights", {})
-        checkpoint = {"gen": commit["gen"], "manifest": f"{COMMIT_PREFIX}{commit['gen']:08d}.json", "weights": weights.get("key"),
+        checkpoint = {"gen": commit["gen"], "manifest": commit_key(commit["gen"]), "weights": weights.get("key"),
                       "weights_sha256": commit.get("weights_sha256")}
     return {
         "store": store_url, "preset": spec.get("preset"), "steps": spec.get("steps"),
@@ -110,5 +112,6 @@ def executions(blueprint: Blueprint, outputs: dict[str, str], region: str | None
     if not arn:
         return []
     sfn = _client("stepfunctions", region_of(blueprint, region))
-    listed = _call(f"list executions of {arn}", sfn.list_executions, stateMachineArn=arn, maxResults=limit)["executions"]
+    listed = _call(f"list executions of {arn}", sfn.list_executions, stateMachineArn=arn,
+                   maxResults=limit)["executions"]
     return [{"name": e["name"], "status": e["status"], "started": e["startDate"].isoformat()} for e in listed]

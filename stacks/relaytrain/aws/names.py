@@ -1,11 +1,11 @@
-"""Names shared by the CDK stacks and the light verbs (launch, status): no aws_cdk import here."""
+"""Names shared by the CDK stacks and the light verbs (launch, status): no aws_cdk import here.
+
+The run and dataset prefixes inside a bucket are the kit's, for every cloud: relaytrain.worker.
+"""
 
 from __future__ import annotations
 
 import re
-
-RUN_PREFIX = "runs/"  # every run's store is s3://BUCKET/runs/NAME
-DATA_PREFIX = "data/"  # prepared datasets shared by runs
 
 
 def stack_name(blueprint) -> str:

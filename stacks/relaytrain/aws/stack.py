@@ -11,7 +11,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from relaytrain.aws.names import DATA_PREFIX, RUN_PREFIX, stack_name
+from relaytrain.aws.names import stack_name
 from relaytrain.aws.constructs import (
     DatasetBucket,
     EfsCache,
@@ -22,29 +22,21 @@ from relaytrain.aws.constructs import (
     StageFunction,
     TrainingNetwork,
 )
-from relaytrain.aws.constructs.gpu_node import DEFAULT_INSTANCE_TYPE, DLAMI_PARAMETER
-from relaytrain.aws.constructs.step_trainer import DEFAULT_LEGS_PER_EXECUTION, HANDLER
+from relaytrain.aws.constructs.step_trainer import HANDLER
 from relaytrain.blueprint.schema import Blueprint, Lambda
+from relaytrain.worker import DATA_PREFIX, RUN_PREFIX, node_price_flags, run_store, spec_payload
 from relaytrain_runtime import RelayError
-from relaytrain_runtime.pricing import INSTANCE_HOURLY_USD
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 RUNTIME_DIR = ROOT / "runtime"  # build context of the runtime image (runtime/Dockerfile)
 ASSET_EXCLUDE = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", ".pytest_cache", "build", "dist"]
 
 
-def price_options(instance_type: str, spot: bool) -> str:
-    """Node flags that make the run accrue the instance price (none for a type without a price)."""
-    if instance_type not in INSTANCE_HOURLY_USD:
-        return ""
-    return f"--instance-type {instance_type}" + (" --spot" if spot else "")
-
-
 class RelaytrainStack(Stack):
     """Dataset bucket, workers and orchestration of one AWS blueprint, checked by cdk-nag.
 
     Outputs: BucketName, StoreUrl (the default run's store), StateMachineArn (lambda-steps, hybrid).
-    `legs_per_execution` overrides the continue-as-new interval and `leg_max_steps` bounds each
+    `legs_per_execution` overrides the continue-as-new interval (default: relaytrain.plan.sfn's) and `leg_max_steps` bounds each
     leg by steps (lambda-steps; tests use small ones).
     """
 
@@ -54,7 +46,7 @@ class RelaytrainStack(Stack):
         blueprint: Blueprint,
         *,
         runtime_dir: pathlib.Path = RUNTIME_DIR,
-        legs_per_execution: int = DEFAULT_LEGS_PER_EXECUTION,
+        legs_per_execution: int | None = None,
         leg_max_steps: int | None = None,
         **kwargs,
     ) -> None:
@@ -67,7 +59,7 @@ class RelaytrainStack(Stack):
         super().__init__(scope, stack_name(blueprint), description=f"relaytrain {blueprint.name}: {blueprint.topology}", **kwargs)
         self.blueprint = blueprint
         self.runtime_dir = runtime_dir
-        self.spec = blueprint.training.run_spec().to_dict()
+        self.spec = spec_payload(blueprint)
         self.run_name = blueprint.name
         self.legs_per_execution = legs_per_execution
         self.leg_max_steps = leg_max_steps
@@ -76,7 +68,7 @@ class RelaytrainStack(Stack):
 
         existing = s3.Bucket.from_bucket_name(self, "ExistingBucket", blueprint.dataset.bucket) if blueprint.dataset.bucket else None
         self.data = DatasetBucket(self, "Data", bucket=existing)
-        self.store = f"s3://{self.data.bucket.bucket_name}/{RUN_PREFIX}{self.run_name}"
+        self.store = run_store(f"s3://{self.data.bucket.bucket_name}", self.run_name)
         self.state_machine = None
         self.functions: list[lambda_.IFunction] = []
         build = {"lambda-steps": self._lambda_steps, "gpu-node": self._gpu_node, "hybrid": self._hybrid}[blueprint.topology]
@@ -98,7 +90,7 @@ class RelaytrainStack(Stack):
 
     # -- topologies -------------------------------------------------------------------------
     def _image(self) -> lambda_.DockerImageCode:
-        arch = (self.blueprint.lambda_ or self.blueprint.preprocess or Lambda()).architecture
+        arch = (self.blueprint.lambda_ or self.blueprint.preprocess).architecture  # the topology's first function
         return lambda_.DockerImageCode.from_image_asset(
             str(self.runtime_dir),
             cmd=[HANDLER],
@@ -117,7 +109,7 @@ class RelaytrainStack(Stack):
 
     def _lambda_steps(self) -> None:
         bp = self.blueprint
-        config = bp.lambda_ or Lambda()
+        config = bp.lambda_
         props = self._stage_props(config)
         if bp.cache.enabled:
             network = TrainingNetwork(self, "Network")
@@ -162,13 +154,13 @@ class RelaytrainStack(Stack):
             spec=self.spec,
             store=self.store if launch else "",
             launch=launch,
-            instance_type=gpu.instance_type or DEFAULT_INSTANCE_TYPE,
+            instance_type=gpu.instance_type,
             nodes=gpu.nodes,
             spot=gpu.spot,
             root_volume_gb=gpu.root_volume_gb,
             checkpoint_every_s=gpu.checkpoint_every_s,
-            image_parameter=gpu.image or DLAMI_PARAMETER,
-            node_options=price_options(gpu.instance_type or DEFAULT_INSTANCE_TYPE, gpu.spot),
+            image_parameter=gpu.image,
+            node_options=node_price_flags(self.blueprint),
             budget_usd=self.blueprint.budget_usd,
         )
         self.data.grant_prefix_read_write(node.role, RUN_PREFIX)
@@ -187,7 +179,7 @@ class RelaytrainStack(Stack):
         bp = self.blueprint
         network = TrainingNetwork(self, "Network", public_subnets=True)
         node = self._node(network, launch=False)
-        pre_cfg, eval_cfg = bp.preprocess or Lambda(), bp.evaluate or Lambda()
+        pre_cfg, eval_cfg = bp.preprocess, bp.evaluate
         preprocess = StageFunction(self, "Preprocess", description="relaytrain preprocess (one raw object per invocation)", **self._stage_props(pre_cfg))
         evaluate = StageFunction(self, "Evaluate", description="relaytrain evaluate (one checkpoint per invocation)", **self._stage_props(eval_cfg))
         raw = bp.dataset.raw_prefix

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import pathlib
-from typing import Iterable
+from collections.abc import Iterable
 
 from pydantic import BaseModel, ValidationError
 
@@ -132,6 +132,8 @@ def _schema_message(err: dict, loc: tuple) -> str:
         if base == "model" or kind == "dict_type":
             return f"expected a mapping of settings, got {_describe(err['input'])}"
         return f"expected {_TYPES[base]}, got {_describe(err['input'])}"
+    if kind == "finite_number":
+        return f"expected a finite number, got {_describe(err['input'])}"
     if kind == "int_from_float":
         return f"expected an integer, got {_describe(err['input'])}"
     return f"{err['msg']}, got {_describe(err.get('input'))}"

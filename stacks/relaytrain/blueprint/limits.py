@@ -1,8 +1,8 @@
-"""Platform limits and offerings the validator enforces, as of 2026-11 (see docs/BLUEPRINTS.md).
+"""Platform limits and offerings the validator enforces, as of 2026-11.
 
-Sources, per table: [doc] the provider's documentation (collected in shared/PLATFORM_FACTS.md);
-[cfn-lint] the EC2 instance-type-per-region data shipped with cfn-lint 1.58 (from the AWS price
-list); [doc-gpu] Google's "GPU regions and zones" page. Re-check before relying on an offering.
+Every number here is listed with its source and date in docs/LIMITS.md: [doc] the provider's
+documentation; [cfn-lint] the EC2 instance-type-per-region data shipped with cfn-lint 1.58 (from the
+AWS price list); [doc-gpu] Google's "GPU regions and zones" page. Re-check before relying on an offering.
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ REGIONS = {
 }
 DEFAULT_REGION = {"aws": "us-east-1", "gcp": "us-central1"}
 DEFAULT_INSTANCE = {"aws": "p3.2xlarge", "gcp": "n1-standard-8"}
+DEFAULT_GCP_ACCELERATOR = "nvidia-tesla-v100"  # attached to n1 machine types unless the blueprint names one
+# the node image unless gpu.image names one: the Deep Learning AMI's SSM parameter / the DLVM image family
+DEFAULT_IMAGE = {
+    "aws": "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+    "gcp": "projects/deeplearning-platform-release/global/images/family/common-cu128-ubuntu-2204-nvidia-570",
+}
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,8 @@ def instances(cloud: str) -> dict[str, Instance]:
     return AWS_INSTANCES if cloud == "aws" else GCP_INSTANCES
 
 
-def gpu_of(cloud: str, instance_type: str, accelerator_type: str = "", accelerator_count: int = 0) -> tuple[GpuModel | None, int]:
+def gpu_of(cloud: str, instance_type: str, accelerator_type: str = "",
+           accelerator_count: int = 0) -> tuple[GpuModel | None, int]:
     """The GPU model and count a node gets (None, 0 when unknown or none)."""
     inst = instances(cloud).get(instance_type)
     if inst is None:

@@ -2,55 +2,54 @@
 
 A blueprint is one YAML file read by the CDK app, the Pulumi program, the planner and the local
 runner. Field names here are the contract between those parts: rename nothing without updating
-all of them. Platform limits, feasibility and error formatting are layered on in
+all of them. `training:` and the run half of `functions:` are derived from the runtime's RunSpec and
+ShardsConfig (one source of truth; their own `problems()` check the values).
+Platform limits, feasibility and error formatting are layered on in
 `relaytrain.blueprint.validate` / `relaytrain.blueprint.load`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from relaytrain_runtime.spec import RunSpec
+from relaytrain_runtime.shards.config import ShardsConfig
+from relaytrain_runtime.spec import RunSpec, field_types
 
 Cloud = Literal["aws", "gcp"]
 Topology = Literal["lambda-steps", "function-shards", "gpu-node", "hybrid"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
-class Training(Strict):
-    """The run spec (`relaytrain_runtime.spec.RunSpec`), field for field."""
+def settings_fields(record_type) -> dict:
+    """Pydantic field definitions for every field of a runtime settings dataclass (RunSpec, ShardsConfig):
+    the same names, types and defaults, so the blueprint schema can never drift from the runtime's. A
+    field the dataclass lists in its CHOICES becomes an enumeration (its values shown in errors)."""
+    out = {}
+    choices = getattr(record_type, "CHOICES", {})
+    for f in dataclasses.fields(record_type):
+        hint = Literal[choices[f.name]] if f.name in choices else field_types(record_type)[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lenient = typing.get_origin(hint) in (tuple, list)  # YAML gives lists; the runtime's check takes both
+        out[f.name] = (hint, Field(default=default, strict=False) if lenient else default)
+    return out
 
-    preset: str = "tiny-gpt"
-    steps: int = 200
-    seed: int = 0
-    batch_size: int = 16
-    seq_len: int = 0
-    micro_batch_size: int = 0
-    dataset: str = "stdlib"
-    lr: float = 3e-4
-    min_lr: float = 3e-5
-    warmup_steps: int = 0
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    grad_clip: float = 1.0
-    mlm_probability: float = 0.15
-    keep_last: int = 3
-    eval_batches: int = 8
-    precision: Literal["", "fp32", "bf16-mixed", "fp16-mixed"] = ""
-    deterministic: bool = False
-    compile: bool = False
-    parallelism: Literal["ddp", "fsdp"] = "ddp"
+
+class TrainingSettings(Strict):
+    """A blueprint's `training:` section: the run spec, field for field (fields derived below)."""
 
     def run_spec(self) -> RunSpec:
         return RunSpec(**self.model_dump())
+
+
+Training = create_model("Training", __base__=TrainingSettings, __doc__=TrainingSettings.__doc__,
+                        **settings_fields(RunSpec))
 
 
 class Lambda(Strict):
@@ -66,20 +65,25 @@ class Lambda(Strict):
     max_concurrency: int = 0  # hybrid fan-out: 0 = the platform default
 
 
-class Functions(Strict):
-    """Google Cloud Functions (2nd gen) data-parallel shards orchestrated by Cloud Workflows."""
+class FunctionsDeployment(Strict):
+    """Google Cloud Functions (2nd gen) data-parallel shards orchestrated by Cloud Workflows.
 
-    shards: int = 4
+    The deployment settings are declared here (the kit's own); the run's settings (shards, sync,
+    local_steps, exchange_dtype, ...) are the fields of the runtime's ShardsConfig, derived below.
+    """
+
     memory_gib: float = 16
     vcpu: int = 4
     timeout_s: int = 3600
     max_instances: int = 0  # 0 = shards
-    sync: Literal["gradients", "diloco"] = "gradients"
-    local_steps: int = 8  # diloco: inner steps H per round
-    exchange_dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
-    outer_lr: float = 0.7  # diloco outer Nesterov step
-    outer_momentum: float = 0.9
-    round_deadline_s: int = 0  # 0 = timeout_s; stragglers past it are retried
+
+    def shards_config(self) -> ShardsConfig:
+        return ShardsConfig(**self.model_dump(include=SHARDS_FIELDS))
+
+
+SHARDS_FIELDS = frozenset(f.name for f in dataclasses.fields(ShardsConfig))
+Functions = create_model("Functions", __base__=FunctionsDeployment, __doc__=FunctionsDeployment.__doc__,
+                         **settings_fields(ShardsConfig))
 
 
 class Gpu(Strict):

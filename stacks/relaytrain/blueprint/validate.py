@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from relaytrain_runtime import RelayError
+from relaytrain_runtime.shards.config import ShardsConfig
+from relaytrain_runtime.spec import RunSpec
 
 from relaytrain.blueprint import limits as L
 from relaytrain.blueprint.memory import GIB, Memory, checkpoint_bytes, training_memory
-from relaytrain.blueprint.schema import Blueprint, Functions, Gpu, Lambda
+from relaytrain.blueprint.schema import SHARDS_FIELDS, Blueprint, Functions, Gpu, Lambda
 from relaytrain.blueprint.tags import aws_tag_problems
 
 Problem = tuple[tuple, str]
@@ -39,7 +40,9 @@ def _section(bp: Blueprint, name: str):
 
 
 def resolve(bp: Blueprint) -> Blueprint:
-    """The blueprint with its defaults filled in, so every reader sees the same topology."""
+    """The blueprint with its defaults filled in, so every reader sees the same complete topology:
+    region, each worker section the topology takes, the instance type, its image, its zone and GPUs,
+    and the function-shards instance ceiling. Nothing downstream fills a default again."""
     update: dict = {}
     if not bp.region and bp.cloud in L.DEFAULT_REGION:
         update["region"] = L.DEFAULT_REGION[bp.cloud]
@@ -47,26 +50,36 @@ def resolve(bp: Blueprint) -> Blueprint:
     wanted = SECTIONS.get(bp.topology, ())
     if "lambda" in wanted and bp.lambda_ is None:
         update["lambda_"] = Lambda()
-    if "functions" in wanted and bp.functions is None:
-        update["functions"] = Functions()
+    if "functions" in wanted:
+        fn = bp.functions or Functions()
+        update["functions"] = fn if fn.max_instances else fn.model_copy(update={"max_instances": fn.shards})
     if "preprocess" in wanted and bp.preprocess is None:
         update["preprocess"] = Lambda(memory_mb=2048, ephemeral_mb=2048)
     if "evaluate" in wanted and bp.evaluate is None:
         update["evaluate"] = Lambda()
     if "gpu" in wanted:
-        gpu = bp.gpu or Gpu()
-        g: dict = {}
-        if not gpu.instance_type:
-            g["instance_type"] = L.DEFAULT_INSTANCE[bp.cloud]
-        if bp.cloud == "gcp":
-            inst = L.GCP_INSTANCES.get(g.get("instance_type", gpu.instance_type))
-            if inst is not None and not inst.gpu:  # n1: a GPU is attached; V100 unless told
-                g["accelerator_type"] = gpu.accelerator_type or "nvidia-tesla-v100"
-                g["accelerator_count"] = gpu.accelerator_count or 1
-            if not gpu.zone:
-                g["zone"] = f"{region}-{L.DEFAULT_GCP_ZONE_SUFFIX.get(region, 'a')}"
-        update["gpu"] = gpu.model_copy(update=g) if g else gpu
+        update["gpu"] = _resolve_gpu(bp.cloud, region, bp.gpu or Gpu())
     return bp.model_copy(update=update) if update else bp
+
+
+def _resolve_gpu(cloud: str, region: str, gpu: Gpu) -> Gpu:
+    g: dict = {}
+    instance_type = gpu.instance_type or L.DEFAULT_INSTANCE[cloud]
+    if not gpu.instance_type:
+        g["instance_type"] = instance_type
+    if not gpu.image and cloud in L.DEFAULT_IMAGE:
+        g["image"] = L.DEFAULT_IMAGE[cloud]
+    if cloud == "gcp":
+        inst = L.GCP_INSTANCES.get(instance_type)
+        if inst is not None and not inst.gpu:  # n1: a GPU is attached; V100 unless told
+            g["accelerator_type"] = gpu.accelerator_type or L.DEFAULT_GCP_ACCELERATOR
+            g["accelerator_count"] = gpu.accelerator_count or 1
+        elif inst is not None:  # a2, g2: the machine type comes with its GPUs, stated for reviews and policies
+            g["accelerator_type"] = gpu.accelerator_type or L.GPUS[inst.gpu].gcp_name
+            g["accelerator_count"] = gpu.accelerator_count or inst.gpus
+        if not gpu.zone:
+            g["zone"] = f"{region}-{L.DEFAULT_GCP_ZONE_SUFFIX.get(region, 'a')}"
+    return gpu.model_copy(update=g) if g else gpu
 
 
 @dataclass(frozen=True)
@@ -144,39 +157,40 @@ def _lambda(problems, section: str, lam: Lambda) -> None:
 
 
 def _functions(problems, f: Functions, batch: int) -> None:
+    """Cloud Functions' limits on the deployment fields, then the runtime's own check of the run fields
+    (ShardsConfig.problems) for every field the platform limits did not already flag."""
     p = ("functions",)
+    platform: list[Problem] = []
     lo, hi = L.SHARDS
     if not lo <= f.shards <= hi:
-        problems.append((p + ("shards",), f"must be {lo}..{hi} (Cloud Functions' default max instances), "
+        platform.append((p + ("shards",), f"must be {lo}..{hi} (Cloud Functions' default max instances), "
                                           f"got {f.shards}"))
     elif batch % f.shards:
-        problems.append((p + ("shards",), f"must divide training.batch_size {batch} so every shard takes the "
+        platform.append((p + ("shards",), f"must divide training.batch_size {batch} so every shard takes the "
                                           f"same number of sequences, got {f.shards}"))
     if f.vcpu not in L.GCF_VCPU_MEMORY_GIB:
-        problems.append((p + ("vcpu",), f"must be one of {', '.join(map(str, L.GCF_VCPU_MEMORY_GIB))} "
+        platform.append((p + ("vcpu",), f"must be one of {', '.join(map(str, L.GCF_VCPU_MEMORY_GIB))} "
                                         f"(Cloud Functions 2nd gen, at most 8), got {f.vcpu}"))
     if not 0 < f.memory_gib <= L.GCF_MAX_MEMORY_GIB:
-        problems.append((p + ("memory_gib",), f"{f.memory_gib:g} GiB is over Cloud Functions' limit of "
+        platform.append((p + ("memory_gib",), f"{f.memory_gib:g} GiB is over Cloud Functions' limit of "
                                               f"{L.GCF_MAX_MEMORY_GIB} GiB"))
     elif f.vcpu in L.GCF_VCPU_MEMORY_GIB:
         mlo, mhi = L.GCF_VCPU_MEMORY_GIB[f.vcpu]
         if not mlo <= f.memory_gib <= mhi:
             pairs = "; ".join(f"{c} vCPU: {a:g}-{b:g} GiB" for c, (a, b) in L.GCF_VCPU_MEMORY_GIB.items())
-            problems.append((p + ("memory_gib",), f"{f.memory_gib:g} GiB cannot be paired with {f.vcpu} vCPU "
+            platform.append((p + ("memory_gib",), f"{f.memory_gib:g} GiB cannot be paired with {f.vcpu} vCPU "
                                                   f"(allowed: {pairs})"))
-    _range(problems, p + ("timeout_s",), f.timeout_s, 1, L.GCF_HTTP_TIMEOUT_S, "s",
+    _range(platform, p + ("timeout_s",), f.timeout_s, 1, L.GCF_HTTP_TIMEOUT_S, "s",
            "an HTTP Cloud Function (2nd gen) timeout")
     if f.max_instances and f.max_instances < f.shards:
-        problems.append((p + ("max_instances",), f"must be 0 (= shards) or at least shards ({f.shards}), "
+        platform.append((p + ("max_instances",), f"must be 0 (= shards) or at least shards ({f.shards}), "
                                                  f"got {f.max_instances}"))
-    if f.local_steps < 1:
-        problems.append((p + ("local_steps",), f"must be >= 1, got {f.local_steps}"))
-    if not 0 < f.outer_lr <= 10:
-        problems.append((p + ("outer_lr",), f"must be in (0, 10], got {f.outer_lr:g}"))
-    if not 0 <= f.outer_momentum < 1:
-        problems.append((p + ("outer_momentum",), f"must be in [0, 1), got {f.outer_momentum:g}"))
-    if not 0 <= f.round_deadline_s <= f.timeout_s:
-        problems.append((p + ("round_deadline_s",), f"must be 0..timeout_s ({f.timeout_s}), got {f.round_deadline_s}"))
+    if f.round_deadline_s > f.timeout_s:
+        platform.append((p + ("round_deadline_s",), f"must be 0..timeout_s ({f.timeout_s}), got {f.round_deadline_s}"))
+    flagged = {path for path, _ in platform}
+    problems += platform
+    problems += [(p + (name,), msg) for name, msg in ShardsConfig.check(f.model_dump(include=SHARDS_FIELDS))
+                 if p + (name,) not in flagged]
 
 
 def _gpu(problems, bp: Blueprint, g: Gpu) -> None:
@@ -270,14 +284,9 @@ def check(bp: Blueprint) -> list[Problem]:
 
 
 def _training(problems, bp: Blueprint) -> bool:
-    """The run spec's own checks, each pointed at its `training.<field>`."""
+    """The run spec's own check (RunSpec.problems), each problem pointed at its `training.<field>`."""
     before = len(problems)
-    try:
-        bp.training.run_spec()
-    except RelayError as exc:
-        for item in str(exc).removeprefix("invalid run spec: ").split("; "):
-            field, _, msg = item.partition(": ")
-            problems.append((("training", field), msg))
+    problems += [(("training", name), msg) for name, msg in RunSpec.check(bp.training.model_dump())]
     dataset = bp.training.dataset
     if dataset != "stdlib" and not re.match(r"^(s3|gs|file)://.+", dataset):
         problems.append((("training", "dataset"), f"must be 'stdlib' or a store URL (s3://, gs://, file://), "

@@ -46,7 +46,7 @@ def run(args) -> int:
 
         calibrate_from_node_status(pathlib.Path(args.calibrate), args.calibration or calibration_path())
     elif args.calibrate:
-        from relaytrain.plan.calibrate import calibrate
+        from relaytrain.localrun.calibrate import calibrate
 
         calibrate(blueprints[0], args.calibration or calibration_path())
     devices = load_devices(args.calibration)
@@ -68,7 +68,8 @@ def run(args) -> int:
             results.append(p)
         except RelayError as exc:
             results.append(str(exc))
-    label = f"{job.preset}, {job.steps:,} steps x {job.batch_size} x {job.seq_len or 'max'} tokens (from {args.files[0]})"
+    label = (f"{job.preset}, {job.steps:,} steps x {job.batch_size} x {job.seq_len or 'max'} tokens "
+             f"(from {args.files[0]})")
     if args.json:
         print(json.dumps({"job": label, "plans": [r.to_dict() if not isinstance(r, str) else {"error": r}
                                                   for r in results]}, indent=1))

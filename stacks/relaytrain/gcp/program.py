@@ -8,24 +8,21 @@ it repeatedly in one process under Pulumi's mocks; `relaytrain/gcp/__main__.py` 
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import pulumi
 from relaytrain_runtime import RelayError
 
-from relaytrain.blueprint import limits
 from relaytrain.blueprint.schema import Blueprint
 from relaytrain.gcp import components as c
 from relaytrain.gcp import workflow as wf
 from relaytrain.gcp.source import SourceArchive, build_source_archive
-from relaytrain.plan import node_hourly_usd
+from relaytrain.worker import (
+    RUN_PREFIX, cost_per_second, functions_payload, round_deadline_s, run_spec, spec_flags, spec_payload)
+from relaytrain_runtime.contract.keys import ROUNDS_PREFIX
 
-DEFAULT_REGION = limits.DEFAULT_REGION["gcp"]
-DEFAULT_MACHINE_TYPE = limits.DEFAULT_INSTANCE["gcp"]
-DEFAULT_ACCELERATOR = "nvidia-tesla-v100"  # attached to n1 machine types unless the blueprint names one
 HANDLER_MARGIN_S = 60  # the handler answers this long before the workflow's HTTP call gives up
 SUPPORTED = ("function-shards", "gpu-node")
-RUN_PREFIX = "runs/"  # every run's store is gs://BUCKET/runs/NAME (as on AWS: s3://BUCKET/runs/NAME)
 
 
 class GcpProgramError(RelayError):
@@ -37,7 +34,7 @@ class GcpConfig:
     """Stack settings that are not in the blueprint (`pulumi config`)."""
 
     project: str = ""
-    region: str = ""  # gcp:region; the blueprint's region wins when only it is set
+    region: str = ""  # gcp:region; must equal the blueprint's (resolved) region when set
     force_destroy: bool = False  # let `pulumi destroy` delete a bucket that still holds objects
     billing_account: str = ""  # relaytrain:billingAccount: with budget_usd, a Cloud Billing budget alert
     source: SourceArchive | None = field(default=None, compare=False)  # prebuilt archive (tests)
@@ -60,35 +57,17 @@ class Deployment:
     monitoring: c.RunMonitoring | None = None
 
 
-def _job_cost_per_second(bp: Blueprint, machine_type: str, accelerator: str, count: int) -> float:
-    """What every node of the job costs per second (the planner's prices): the node accrues it into the baton."""
-    node = bp.gpu.model_copy(update={"instance_type": machine_type, "accelerator_type": accelerator,
-                                     "accelerator_count": count})
-    return node_hourly_usd(bp.model_copy(update={"gpu": node})) * bp.gpu.nodes / 3600
-
-
-def accelerator_of(machine_type: str, accelerator_type: str, accelerator_count: int) -> tuple[str, int]:
-    """The GPUs a node gets: attached ones as the blueprint says (n1), or those an accelerator-optimized
-    machine type (a2, g2) comes with, stated explicitly so reviews and policies see them."""
-    if accelerator_type:
-        return accelerator_type, accelerator_count or 1
-    inst = limits.GCP_INSTANCES.get(machine_type)
-    if inst is not None and inst.gpu:
-        return limits.GPUS[inst.gpu].gcp_name, inst.gpus
-    return DEFAULT_ACCELERATOR, accelerator_count or 1
-
 
 def spec_args(bp: Blueprint) -> list[str]:
     """`relaytrain-runtime init` options for the blueprint's run spec, every field explicit."""
-    spec = bp.training.run_spec()
-    return [a for f in fields(spec) for a in ("--" + f.name.replace("_", "-"), str(getattr(spec, f.name)))]
+    return spec_flags(run_spec(bp))
 
 
 def region_of(bp: Blueprint, config: GcpConfig) -> str:
-    if bp.region and config.region and bp.region != config.region:
+    if config.region and bp.region != config.region:
         raise GcpProgramError(f"blueprint {bp.name}: region {bp.region!r} differs from stack config gcp:region "
                               f"{config.region!r} (set one of them, or make them equal)")
-    return bp.region or config.region or DEFAULT_REGION
+    return bp.region
 
 
 def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
@@ -105,7 +84,7 @@ def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
     if bp.dataset.bucket:
         bucket: pulumi.Output = pulumi.Output.from_input(bp.dataset.bucket)
     else:
-        exchange = [f"{RUN_PREFIX}{bp.name}/rounds/"] if bp.topology == "function-shards" else []
+        exchange = [f"{RUN_PREFIX}{bp.name}/{ROUNDS_PREFIX}"] if bp.topology == "function-shards" else []
         dataset = c.DatasetBucket(f"{bp.name}-data", location=region, force_destroy=config.force_destroy,
                                   exchange_prefixes=exchange, labels={**labels, "relaytrain-component": "dataset"})
         bucket = dataset.name
@@ -133,17 +112,16 @@ def _function_shards(bp: Blueprint, config: GcpConfig, region: str, bucket, stor
     if not config.project:
         raise GcpProgramError(f"blueprint {bp.name}: function shards need the project id "
                               f"(pulumi config set gcp:project PROJECT)")
-    deadline = min(fs.round_deadline_s or fs.timeout_s, fs.timeout_s)
-    handler_timeout = min(deadline, wf.MAX_CALL_TIMEOUT_S - HANDLER_MARGIN_S)
+    handler_timeout = min(round_deadline_s(bp), wf.MAX_CALL_TIMEOUT_S - HANDLER_MARGIN_S)
     shards = c.FunctionShards(
         f"{bp.name}-shards", project=config.project, bucket=bucket, source=source, location=region,
-        memory_gib=fs.memory_gib, vcpu=fs.vcpu, timeout_s=fs.timeout_s, max_instances=fs.max_instances or fs.shards,
+        memory_gib=fs.memory_gib, vcpu=fs.vcpu, timeout_s=fs.timeout_s, max_instances=fs.max_instances,
         handler_timeout_s=handler_timeout, labels={**labels, "relaytrain-component": "shards"})
     rounds = c.Orchestration(
         f"{bp.name}-rounds", shards=shards, region=region, store_url=store_url, shard_count=fs.shards,
         call_timeout_s=handler_timeout + HANDLER_MARGIN_S,
         max_rounds=wf.max_rounds(bp.training.steps, fs.sync, fs.local_steps), budget_usd=bp.budget_usd,
-        spec=bp.training.model_dump(), functions=fs.model_dump(),
+        spec=spec_payload(bp), functions=functions_payload(bp),
         labels={**labels, "relaytrain-component": "orchestration"})
     return shards, rounds
 
@@ -152,17 +130,15 @@ def _gpu_node(bp: Blueprint, region: str, bucket, store_url, source, labels):
     gpu = bp.gpu
     if gpu is None:
         raise GcpProgramError(f"blueprint {bp.name}: topology gpu-node needs a gpu: section")
-    machine_type = gpu.instance_type or DEFAULT_MACHINE_TYPE
-    accelerator, count = accelerator_of(machine_type, gpu.accelerator_type, gpu.accelerator_count)
     network = c.TrainingNetwork(f"{bp.name}-net", region=region)
     node = c.GpuTrainingNode(
         f"{bp.name}-node", bucket=bucket, store_url=store_url, source=source,
-        zone=gpu.zone or f"{region}-a", machine_type=machine_type, accelerator_type=accelerator,
-        accelerator_count=count, subnetwork=network.subnetwork.id,
+        zone=gpu.zone, machine_type=gpu.instance_type, accelerator_type=gpu.accelerator_type,
+        accelerator_count=gpu.accelerator_count, subnetwork=network.subnetwork.id,
         labels={**labels, "relaytrain-component": "gpu-node"}, nodes=gpu.nodes, spot=gpu.spot,
-        external_ip=gpu.external_ip, image=gpu.image or c.DLVM_IMAGE, disk_gb=gpu.root_volume_gb,
+        external_ip=gpu.external_ip, image=gpu.image, disk_gb=gpu.root_volume_gb,
         checkpoint_every_s=gpu.checkpoint_every_s, init_args=spec_args(bp),
-        cost_per_second=_job_cost_per_second(bp, machine_type, accelerator, count))
+        cost_per_second=cost_per_second(bp))
     return network, node
 
 

@@ -7,6 +7,7 @@ dataset, the node trains on it, and the evaluator scores the final checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import sys
@@ -15,12 +16,12 @@ import time
 
 from relaytrain_runtime.store import open_store
 
-from relaytrain.blueprint import limits as L
 from relaytrain.blueprint.schema import Blueprint
 from relaytrain.localrun.node import cost_report, train_node
-from relaytrain.localrun.process import runtime, spec_flags, threads_for
+from relaytrain.localrun.process import runtime, threads_for
 from relaytrain.plan import lambda_legs_cost
 from relaytrain.plan.report import usd
+from relaytrain.worker import lambda_vcpu, run_spec
 
 RAW_OBJECTS = 4
 RAW_BYTES = 1_000_000  # per object
@@ -44,15 +45,15 @@ def write_raw_text(store_url: str, prefix: str) -> str:
 def _lambda_seconds_cost(bp: Blueprint, section: str, seconds: float) -> float:
     lam = getattr(bp, section)
     lines = lambda_legs_cost(bp.model_copy(update={"lambda_": lam}), [seconds])
-    return sum(line.usd for line in lines if line.item.startswith("Lambda"))  # one invocation, no state machine
+    return sum(line.usd for line in lines if line.kind.startswith("lambda."))  # one invocation, no state machine
 
 
 def run_local(bp: Blueprint, store_url: str) -> dict:
-    spec = bp.training.run_spec()
+    spec = run_spec(bp)
     base = open_store(store_url).url.rstrip("/")
     dataset_url = f"{base}/dataset"
     raw_url = write_raw_text(store_url, bp.dataset.raw_prefix)
-    pre_threads = threads_for(bp.preprocess.memory_mb / L.LAMBDA_MB_PER_VCPU)
+    pre_threads = threads_for(lambda_vcpu(bp.preprocess.memory_mb))
     print(f"{bp.name}: 1/3 preprocess {raw_url} -> {dataset_url}", file=sys.stderr, flush=True)
     t0 = time.time()
     runtime("preprocess", ["--source", raw_url, "--store", dataset_url, "--vocab-size", str(spec.model.vocab_size),
@@ -60,14 +61,12 @@ def run_local(bp: Blueprint, store_url: str) -> dict:
     pre_s = time.time() - t0
 
     print(f"{bp.name}: 2/3 train on the node", file=sys.stderr, flush=True)
-    flags = spec_flags(spec)
-    flags[flags.index("--dataset") + 1] = dataset_url
-    status, node_s = train_node(bp, store_url, flags)
+    status, node_s = train_node(bp, store_url, dataclasses.replace(spec, dataset=dataset_url))
 
     print(f"{bp.name}: 3/3 evaluate the final checkpoint", file=sys.stderr, flush=True)
     t0 = time.time()
     result = json.loads(runtime("evaluate", ["--store", store_url], capture=True,
-                                threads=threads_for(bp.evaluate.memory_mb / L.LAMBDA_MB_PER_VCPU)).strip().splitlines()[-1])
+                                threads=threads_for(lambda_vcpu(bp.evaluate.memory_mb))).strip().splitlines()[-1])
     eval_s = time.time() - t0
 
     node_text, node_cost = cost_report(bp, node_s)
@@ -79,5 +78,6 @@ def run_local(bp: Blueprint, store_url: str) -> dict:
           f"  train: {node_text}\n"
           f"  evaluate {eval_s:.1f} s on Lambda {bp.evaluate.memory_mb} MB: {usd(eval_cost)}\n"
           f"  total on AWS: {usd(total)}", file=sys.stderr)
-    return {"status": status, "evaluation": result, "seconds": {"preprocess": pre_s, "train": node_s, "evaluate": eval_s},
+    seconds = {"preprocess": pre_s, "train": node_s, "evaluate": eval_s}
+    return {"status": status, "evaluation": result, "seconds": seconds,
             "cloud_cost_usd": total}

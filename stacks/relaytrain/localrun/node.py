@@ -11,17 +11,20 @@ import json
 import sys
 import time
 
+from relaytrain_runtime.spec import RunSpec
+
 from relaytrain.blueprint.schema import Blueprint
-from relaytrain.localrun.process import runtime, spec_flags, threads_for
-from relaytrain.plan import node_hourly_usd, plan
+from relaytrain.localrun.process import runtime, threads_for
+from relaytrain.plan import plan
 from relaytrain.plan.report import duration, usd
+from relaytrain.worker import cost_per_second, run_spec, spec_flags
 
 
-def train_node(bp: Blueprint, store_url: str, spec_args: list[str]) -> tuple[dict, float]:
-    """Init the run and train it in one node process; returns (node status, wall seconds)."""
+def train_node(bp: Blueprint, store_url: str, spec: RunSpec) -> tuple[dict, float]:
+    """Init the run with `spec` and train it in one node process; returns (node status, wall seconds)."""
     threads = threads_for(8)  # a VM: every local core
-    per_s = node_hourly_usd(bp) * bp.gpu.nodes / 3600
-    runtime("init", ["--store", store_url, *spec_args], threads=threads, capture=True)
+    per_s = cost_per_second(bp)
+    runtime("init", ["--store", store_url, *spec_flags(spec)], threads=threads, capture=True)
     print(f"{bp.name}: node process, checkpoint every {bp.gpu.checkpoint_every_s} s, {threads} local thread(s) "
           f"standing in for {bp.gpu.instance_type}; store {store_url}", file=sys.stderr, flush=True)
     t0 = time.time()
@@ -32,7 +35,7 @@ def train_node(bp: Blueprint, store_url: str, spec_args: list[str]) -> tuple[dic
 
 
 def cost_report(bp: Blueprint, seconds: float) -> tuple[str, float]:
-    rate = node_hourly_usd(bp) * bp.gpu.nodes
+    rate = cost_per_second(bp) * 3600  # every node of the blueprint
     kind = "spot" if bp.gpu.spot else "on-demand"
     estimate = plan(bp)
     cost = rate * seconds / 3600
@@ -42,7 +45,7 @@ def cost_report(bp: Blueprint, seconds: float) -> tuple[str, float]:
 
 
 def run_local(bp: Blueprint, store_url: str) -> dict:
-    status, wall = train_node(bp, store_url, spec_flags(bp.training.run_spec()))
+    status, wall = train_node(bp, store_url, run_spec(bp))
     text, cost = cost_report(bp, wall)
     print(f"done: step {status.get('step')} loss {status.get('loss')} in {wall:.1f} s, "
           f"{status.get('commits', '?')} checkpoint(s)\n{text}", file=sys.stderr)

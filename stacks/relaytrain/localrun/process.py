@@ -6,19 +6,10 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import fields
 
 from relaytrain_runtime import RelayError
-from relaytrain_runtime.spec import RunSpec
+from relaytrain_runtime.contract.keys import LEGS_PREFIX
 from relaytrain_runtime.store import open_store
-
-
-def spec_flags(spec: RunSpec) -> list[str]:
-    """The run spec as the runtime's `--preset ... --steps ...` options (see verbs/_common.py)."""
-    out = []
-    for f in fields(RunSpec):
-        out += ["--" + f.name.replace("_", "-"), str(getattr(spec, f.name))]
-    return out
 
 
 def threads_for(vcpu: float) -> int:
@@ -44,9 +35,9 @@ def runtime(verb: str, args: list[str], *, threads: int, capture: bool = False) 
 
 
 def leg_statuses(store_url: str) -> list[dict]:
-    """The status of every committed leg (legs/<gen>-<leg_id>.json), in commit order."""
+    """The status of every committed leg (relaytrain_runtime.contract.keys.leg_status_key), in commit order."""
     store = open_store(store_url)
-    return [json.loads(store.read(key)) for key in sorted(store.list("legs/"))]
+    return [json.loads(store.read(key)) for key in sorted(store.list(LEGS_PREFIX))]
 
 
 def read_json(store_url: str, key: str) -> dict | None:

@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 
 from relaytrain_runtime import RelayError
 
+from relaytrain.worker import functions_payload, spec_payload
+from relaytrain.worker import round_deadline_s as worker_round_deadline_s
+
 POLL_S = 0.01
 
 
@@ -121,8 +124,7 @@ def _blueprint_settings(blueprint) -> tuple[dict, dict]:
     if getattr(blueprint, "topology", None) != "function-shards":
         raise ShardsRunError(f"blueprint {getattr(blueprint, 'name', '?')!r} has topology "
                              f"{getattr(blueprint, 'topology', None)!r}; the shards runner needs function-shards")
-    functions = blueprint.functions.model_dump() if blueprint.functions is not None else {}
-    return blueprint.training.model_dump(), functions
+    return spec_payload(blueprint), functions_payload(blueprint)
 
 
 class _Pool:
@@ -167,7 +169,8 @@ class _Pool:
                         if isinstance(out, dict):
                             w.event = None
                             if "error" in out:  # a RelayError: the same event would fail again
-                                raise ShardsRunError(f"{events[i]['op']} {_label(events[i])}: {out['error']['message']}")
+                                raise ShardsRunError(
+                                    f"{events[i]['op']} {_label(events[i])}: {out['error']['message']}")
                             if not finished(out):
                                 return [out]
                             results[i] = {**out, "_seconds": time.time() - w.started}
@@ -237,8 +240,8 @@ def run_local(blueprint, store_url: str, *, max_rounds: int | None = None, paral
     model). Returns a summary dict (seconds are function-seconds).
     """
     training, functions = _blueprint_settings(blueprint)
-    K = int(functions.get("shards", 4))
-    deadline = round_deadline_s or functions.get("round_deadline_s") or functions.get("timeout_s") or 3600
+    K = functions["shards"]
+    deadline = round_deadline_s or worker_round_deadline_s(blueprint)
     log = log or (lambda *_: None)
     base = {"store": store_url}
     pool = _Pool(K, max_retries, kill_prob, random.Random(chaos_seed))

@@ -21,25 +21,24 @@ from relaytrain.blueprint import limits as L
 from relaytrain.blueprint.memory import checkpoint_bytes
 from relaytrain.blueprint.schema import Blueprint
 from relaytrain.plan import devices as D
+from relaytrain.plan import sfn
+from relaytrain.worker import lambda_vcpu, node_hour_lines, node_hourly_usd, shards_config
 
 MONTH_S = 730 * 3600
-SFN_EVENTS_PER_LEG = 7  # Task: entered, scheduled, started, succeeded, exited; Choice: entered, exited
-SFN_EVENTS_PER_RETRY = 3  # scheduled, started, failed
-SFN_EVENTS_RESERVED = 100  # execution start/end and the continue-as-new hand-off
-SFN_TRANSITIONS_PER_LEG = 2  # the leg task and the "done?" choice
 CHECKPOINT_OBJECTS = 5  # weights, optimizer, state, baton manifest, leg status
-PART_BYTES = 16 * 2**20
-WORKFLOW_STEPS_PER_ROUND = 4  # besides one call per shard: assign, reduce call, done? switch, loop  # multipart part size for large objects
+PART_BYTES = 16 * 2**20  # multipart part size for large objects
+WORKFLOW_STEPS_PER_ROUND = 4  # besides one call per shard: assign, reduce call, done? switch, loop
 
 
 @dataclass
 class Line:
-    item: str
+    item: str  # display text
     quantity: float
     unit: str
     unit_usd: float
     usd: float
     source: str
+    kind: str  # the price key (relaytrain.prices), e.g. "lambda.gb_s.x86_64": what code selects lines by
 
 
 @dataclass
@@ -75,7 +74,7 @@ class Plan:
 
 def _line(plan: Plan, item: str, quantity: float, key: str) -> None:
     p = prices.price(key)
-    plan.lines.append(Line(item, quantity, p.unit, p.usd, quantity * p.usd, p.source))
+    plan.lines.append(Line(item, quantity, p.unit, p.usd, quantity * p.usd, p.source, key))
 
 
 def plan(bp: Blueprint, devices: D.Devices | None = None, hours: float | None = None) -> Plan:
@@ -112,7 +111,7 @@ def _parts(nbytes: float) -> int:
 
 def _lambda_steps(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> None:
     lam = bp.lambda_
-    vcpu = min(L.LAMBDA_MAX_VCPU, lam.memory_mb / L.LAMBDA_MB_PER_VCPU)
+    vcpu = lambda_vcpu(lam.memory_mb)
     rate = vcpu * devices.cpu_flops_per_vcpu
     ckpt = checkpoint_bytes(spec.model)
     io_s = ckpt / D.STORE_BYTES_PER_S["lambda"]
@@ -134,9 +133,9 @@ def _lambda_steps(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) ->
         billed_s = hours * 3600
         plan.legs = math.ceil(billed_s / leg_s)
     plan.wall_s = billed_s
-    plan.executions = _executions(lam, plan.legs)
-    events = SFN_EVENTS_PER_LEG + SFN_EVENTS_PER_RETRY * lam.retries
-    plan.legs_per_execution = legs_per_execution(lam)
+    plan.executions = sfn.executions(plan.legs, lam.retries)
+    events = sfn.events_per_leg(lam.retries)
+    plan.legs_per_execution = sfn.legs_per_execution(lam.retries)
     plan.notes.append(f"{steps_per_leg} steps per leg (~{step_s:.2f} s each); one Step Functions execution holds "
                       f"{plan.legs_per_execution:,} legs within its {L.SFN_HISTORY_EVENTS:,} history events "
                       f"(worst case {events} events per leg with {lam.retries} retries), then continues as new: "
@@ -151,15 +150,6 @@ def _lambda_steps(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) ->
         _line(plan, "EFS reads (dataset cache)", data_gb, "efs.read_gb")
 
 
-def legs_per_execution(lam) -> int:
-    """Legs one Standard execution holds before its history would pass 25,000 events (worst case: all retries)."""
-    return (L.SFN_HISTORY_EVENTS - SFN_EVENTS_RESERVED) // (SFN_EVENTS_PER_LEG + SFN_EVENTS_PER_RETRY * lam.retries)
-
-
-def _executions(lam, legs: int) -> int:
-    return max(1, math.ceil(legs / legs_per_execution(lam)))
-
-
 def lambda_legs_cost(bp: Blueprint, billed_s: list[float]) -> list[Line]:
     """What legs of these billed durations cost on Lambda + Step Functions (the planner and `run --local`)."""
     lam = bp.lambda_
@@ -168,19 +158,20 @@ def lambda_legs_cost(bp: Blueprint, billed_s: list[float]) -> list[Line]:
     _line(scratch, f"Lambda compute ({lam.architecture}, {lam.memory_mb} MB)", sum(billed_s) * lam.memory_mb / 1024,
           f"lambda.gb_s.{lam.architecture}")
     _line(scratch, "Lambda requests", legs, "lambda.request")
-    _line(scratch, "Step Functions transitions", legs * SFN_TRANSITIONS_PER_LEG + 2 * _executions(lam, legs),
-          "sfn.transition")
+    _line(scratch, "Step Functions transitions",  # legs that succeed first time; a retry adds one each
+          legs * sfn.transitions_per_leg(0) + 2 * sfn.executions(legs, lam.retries), "sfn.transition")
     return scratch.lines
 
 
 def _function_shards(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> None:
     fn = bp.functions
     rate = fn.vcpu * devices.cpu_flops_per_vcpu
-    steps_per_round = fn.local_steps if fn.sync == "diloco" else 1
-    plan.rounds = math.ceil(spec.steps / steps_per_round)
+    config = shards_config(bp)
+    steps_per_round = config.steps_per_round
+    plan.rounds = config.rounds(spec.steps)
     compute_s = plan.flops / plan.rounds / fn.shards / rate  # per shard per round
     p = spec.model.param_count()
-    exchange = p * {"fp32": 4, "bf16": 2, "fp16": 2}[fn.exchange_dtype]
+    exchange = p * config.exchange_bytes
     bw = D.STORE_BYTES_PER_S["functions"]
     shard_s = (4 * p + exchange) / bw + compute_s  # read weights, compute, write update
     reduce_s = (fn.shards * exchange + 8 * p + checkpoint_bytes(spec.model)) / bw  # read updates + optimizer, commit
@@ -229,7 +220,8 @@ def _node_hours(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> f
         interruptions = D.SPOT_INTERRUPTIONS_PER_HOUR * wall / 3600
         wall += interruptions * (g.checkpoint_every_s / 2 + D.COLD_START_S["vm"])
         plan.notes.append(f"spot: ~{interruptions:.1f} interruption(s) expected at "
-                          f"{D.SPOT_INTERRUPTIONS_PER_HOUR:g}/h, each costing ~{g.checkpoint_every_s / 2 + D.COLD_START_S['vm']:.0f} s")
+                          f"{D.SPOT_INTERRUPTIONS_PER_HOUR:g}/h, each costing "
+                          f"~{g.checkpoint_every_s / 2 + D.COLD_START_S['vm']:.0f} s")
     plan.wall_s = hours * 3600 if hours is not None else wall
     node_h = plan.wall_s / 3600 * g.nodes
     for line in node_hour_lines(bp, g.spot):
@@ -242,24 +234,6 @@ def _node_hours(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> f
     return plan.wall_s
 
 
-def node_hour_lines(bp: Blueprint, spot: bool) -> list[tuple[str, float, str]]:
-    """(item, quantity per node-hour, price key) of one GPU node: the instance, and attached GPUs on GCE n1."""
-    g, suffix, kind = bp.gpu, ".spot" if spot else "", "spot" if spot else "on-demand"
-    if bp.cloud == "aws":
-        return [(f"EC2 {g.instance_type} {kind}", 1, f"ec2.{g.instance_type}{suffix}")]
-    out = [(f"GCE {g.instance_type} {kind}", 1, f"gce.{g.instance_type}{suffix}")]
-    if not L.GCP_INSTANCES[g.instance_type].gpu:
-        count = g.accelerator_count or 1
-        out.append((f"GPU {g.accelerator_type} x{count}", count, f"gce.{g.accelerator_type}{suffix}"))
-    return out
-
-
-def node_hourly_usd(bp: Blueprint, spot: bool | None = None) -> float:
-    """USD per hour of one GPU node of the blueprint (its own spot setting unless told)."""
-    spot = bp.gpu.spot if spot is None else spot
-    return sum(qty * prices.price(key).usd for _item, qty, key in node_hour_lines(bp, spot))
-
-
 def _gpu_node(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> None:
     wall = _node_hours(plan, bp, spec, devices, hours)
     saves = max(1, int(wall // bp.gpu.checkpoint_every_s))
@@ -269,17 +243,18 @@ def _gpu_node(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> Non
 
 def _hybrid(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> None:
     pre, ev = bp.preprocess, bp.evaluate
-    pre_vcpu = min(L.LAMBDA_MAX_VCPU, pre.memory_mb / L.LAMBDA_MB_PER_VCPU)
+    pre_vcpu = lambda_vcpu(pre.memory_mb)
     pre_s = plan.tokens / (D.PREPROCESS_TOKENS_PER_VCPU_S * pre_vcpu)
     objects = max(1, math.ceil(plan.tokens * 4 / 64e6))  # raw text ~4 bytes per token, 64 MB objects
     fanout = min(objects, pre.max_concurrency or L.LAMBDA_CONCURRENCY)
     pre_wall = pre_s / fanout + D.COLD_START_S["lambda"]
     wall = _node_hours(plan, bp, spec, devices, hours)
-    ev_vcpu = min(L.LAMBDA_MAX_VCPU, ev.memory_mb / L.LAMBDA_MB_PER_VCPU)
+    ev_vcpu = lambda_vcpu(ev.memory_mb)
     evals = max(1, int(wall // bp.gpu.checkpoint_every_s))
     ev_tokens = spec.eval_batches * spec.tokens_per_step
     ev_s = (D.COLD_START_S["lambda"] + 4 * plan.params / D.STORE_BYTES_PER_S["lambda"]
-            + ev_tokens * flops_per_token(spec.model, spec.sequence_length) / 3 / (ev_vcpu * devices.cpu_flops_per_vcpu))
+            + ev_tokens * flops_per_token(spec.model, spec.sequence_length) / 3
+            / (ev_vcpu * devices.cpu_flops_per_vcpu))
     plan.workers += f"; preprocess {fanout} x Lambda {pre.memory_mb} MB; evaluate Lambda {ev.memory_mb} MB"
     plan.wall_s = wall + pre_wall
     plan.notes.append(f"preprocess ~{plan.tokens / 1e6:,.0f}M tokens in {objects} object(s) (~{pre_wall:.0f} s wall); "

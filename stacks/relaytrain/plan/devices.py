@@ -53,7 +53,8 @@ def calibration_path() -> pathlib.Path:
     env = os.environ.get("RELAYTRAIN_CALIBRATION")
     if env:
         return pathlib.Path(env)
-    return pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache")) / "relaytrain" / "calibration.json"
+    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
+    return cache / "relaytrain" / "calibration.json"
 
 
 def load_devices(path: pathlib.Path | None = None) -> Devices:

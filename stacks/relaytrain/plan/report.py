@@ -37,7 +37,8 @@ def format_plan(p: Plan) -> str:
         out.append(f"    (the same hours with {label}: {usd(amount)})")
     if p.budget_usd is not None:
         verdict = "fits" if p.fits_budget else "DOES NOT FIT"
-        out.append(f"  budget     {usd(p.budget_usd)}: {verdict} (the deployed run stops when the accrued cost reaches it)")
+        out.append(f"  budget     {usd(p.budget_usd)}: {verdict} "
+                   "(the deployed run stops when the accrued cost reaches it)")
     return "\n".join(out)
 
 
@@ -52,7 +53,7 @@ def format_lines(lines: list[Line], total: float) -> str:
 def format_compare(plans: list[Plan | str], names: list[str], job: str) -> str:
     out = [f"compare: {job}",
            f"  {'blueprint':<30} {'topology':<16} {'workers':<58} {'wall time':>10} {'cost':>12}"]
-    for name, p in zip(names, plans):
+    for name, p in zip(names, plans, strict=True):
         if isinstance(p, str):
             out.append(f"  {name:<30} {'':<16} {'does not fit: ' + p}")
             continue

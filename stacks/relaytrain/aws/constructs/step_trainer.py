@@ -13,6 +13,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from relaytrain.aws import nag
+from relaytrain.plan import sfn as sfn_accounting
 from relaytrain_runtime import RelayError
 
 HANDLER = "relaytrain_runtime.handlers.aws_lambda.handler"  # the image CMD; `op` in the event picks the operation
@@ -27,9 +28,6 @@ LAMBDA_SERVICE_ERRORS = [
     "States.Timeout",
 ]
 
-# Step Functions Standard keeps at most 25,000 history events per execution; one leg costs about
-# 14 (task 5, choices 4, passes 4, metrics 1-3). 1,000 legs stay far below the cap.
-DEFAULT_LEGS_PER_EXECUTION = 1000
 
 
 class StageFunction(Construct):
@@ -157,7 +155,7 @@ class LambdaStepTrainer(Construct):
         function_timeout_s: int = 900,
         budget_usd: float | None = None,
         retries: int = 3,
-        legs_per_execution: int = DEFAULT_LEGS_PER_EXECUTION,
+        legs_per_execution: int | None = None,
         leg_max_steps: int | None = None,
         metrics_namespace: str = "relaytrain",
         state_machine_name: str | None = None,
@@ -166,6 +164,8 @@ class LambdaStepTrainer(Construct):
         super().__init__(scope, id)
         if (function is None) == (not stage_props):
             raise RelayError("LambdaStepTrainer: pass an existing function or StageFunction props (code, memory_mb, ...), not both")
+        if legs_per_execution is None:  # as many as the 25,000-event history holds (relaytrain.plan.sfn)
+            legs_per_execution = sfn_accounting.legs_per_execution(retries)
         if legs_per_execution < 1:
             raise RelayError(f"LambdaStepTrainer: legs_per_execution must be >= 1, got {legs_per_execution}")
         self.stage: StageFunction | None = None
