@@ -13,7 +13,7 @@ import json
 import math
 
 from relaytrain_runtime import RelayError
-from relaytrain_runtime.handlers.ops import field
+from relaytrain_runtime.contract.events import field
 
 SPLITS = ("val", "train")
 

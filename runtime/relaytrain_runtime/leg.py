@@ -9,13 +9,15 @@ last commit: the commit manifest is written last, atomically.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
 import uuid
 
 from relaytrain_runtime import RelayError, determinism
-from relaytrain_runtime.baton import EVAL_PREFIX, Baton
+from relaytrain_runtime.baton import Baton
+from relaytrain_runtime.contract.records import EvalRecord, perplexity, write_eval
 from relaytrain_runtime.data import ensure_dataset, open_dataset
 from relaytrain_runtime.model import model_tensors
 from relaytrain_runtime.spec import RunSpec
@@ -143,19 +145,13 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     status.update(gen=new["gen"], status="done" if done else "ok", weights_sha256=new["weights_sha256"])
     if done:
         status["val_loss"] = meta["val_loss"]
-        store.write(f"{EVAL_PREFIX}{new['gen']:08d}.json",
-                    json.dumps({"gen": new["gen"], "step": step, "loss": meta["val_loss"],
-                                "perplexity": _exp(meta["val_loss"])}).encode())
+        write_eval(store, EvalRecord(gen=new["gen"], step=step, loss=meta["val_loss"],
+                                     perplexity=perplexity(meta["val_loss"]), batches=run_spec.eval_batches,
+                                     weights_sha256=new["weights_sha256"]))
     baton.prune(run_spec.keep_last)
     status["seconds"]["save"] = round(time.time() - t_save, 3)
     baton.write_leg_status(new["gen"], leg_id, status)
     return status
-
-
-def _exp(x: float) -> float:
-    import math
-
-    return math.exp(x) if x < 700 else float("inf")
 
 
 def deadline_from(max_seconds: float | None) -> float | None:
@@ -163,8 +159,8 @@ def deadline_from(max_seconds: float | None) -> float | None:
     function's timeout: the interpreter's and imports' seconds are inside the box."""
     if max_seconds is None:
         return None
-    if max_seconds <= 0:
-        raise RelayError(f"--max-seconds must be > 0, got {max_seconds}")
+    if not (math.isfinite(max_seconds) and max_seconds > 0):
+        raise RelayError(f"--max-seconds must be > 0 (finite seconds), got {max_seconds}")
     return time.time() - process_age() + max_seconds
 
 

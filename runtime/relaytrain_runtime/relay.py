@@ -90,8 +90,10 @@ def run_one_leg(cmd: list[str], on_progress, err=sys.stderr) -> tuple[int, dict 
 def relay(store_url: str, spec: RunSpec | None = None, *, leg_seconds: float | None = None,
           leg_steps: int | None = None, cost_per_second: float = 0.0, max_retries: int = 3,
           stream=sys.stderr, tty: bool | None = None) -> dict:
-    if leg_seconds is not None and leg_seconds <= 0:
-        raise RelayError(f"--leg-seconds must be > 0, got {leg_seconds}")
+    if leg_seconds is not None and not (math.isfinite(leg_seconds) and leg_seconds > 0):
+        raise RelayError(f"--leg-seconds must be > 0 seconds (finite), got {leg_seconds}")
+    if not (math.isfinite(cost_per_second) and cost_per_second >= 0):
+        raise RelayError(f"--cost-per-second must be a finite number >= 0, got {cost_per_second}")
     if leg_steps is not None and leg_steps < 1:
         raise RelayError(f"--leg-steps must be >= 1, got {leg_steps}")
     store = open_store(store_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -28,8 +29,10 @@ def run(args) -> int:
     from relaytrain_runtime import RelayError
     from relaytrain_runtime.pricing import INSTANCE_HOURLY_USD, instance_cost_per_second
 
-    if args.checkpoint_every <= 0:
-        raise RelayError(f"--checkpoint-every must be > 0 seconds, got {args.checkpoint_every}")
+    if not (math.isfinite(args.checkpoint_every) and args.checkpoint_every > 0):
+        raise RelayError(f"--checkpoint-every must be > 0 seconds (finite), got {args.checkpoint_every}")
+    if args.cost_per_second is not None and not (math.isfinite(args.cost_per_second) and args.cost_per_second >= 0):
+        raise RelayError(f"--cost-per-second must be a finite number >= 0, got {args.cost_per_second}")
     if args.max_steps is not None and args.max_steps < 1:
         raise RelayError(f"--max-steps must be >= 1, got {args.max_steps}")
     cost = args.cost_per_second
