@@ -236,6 +236,7 @@ class Baton:
             "gen": gen, "parent": parent_gen, "leg_id": leg_id, "created": time.time(), "objects": objects,
             "weights_sha256": objects["weights"]["sha256"],
             **{k: meta.get(k) for k in ("step", "tokens", "loss", "done", "cost_usd", "rng", "spec_digest")},
+            **{k: meta[k] for k in ("val_loss", "perplexity") if meta.get(k) is not None},  # evaluated commits
             "data": {"next_step": meta.get("step")},
             "save_seconds": round(time.perf_counter() - t0, 4),
         }
@@ -246,18 +247,19 @@ class Baton:
         self.next_gen = gen + 1
         return commit
 
-    def prune(self, keep_last: int) -> list[int]:
-        """Delete all but the newest `keep_last` commits (manifest first, then its objects) and orphaned
-        checkpoint objects older than the oldest kept commit. Returns the pruned gens."""
+    def prune(self, keep_last: int, protect: set[int] = frozenset()) -> list[int]:
+        """Delete all but the newest `keep_last` commits and those in `protect` (the best checkpoint),
+        manifest first, then its objects, and orphaned checkpoint objects older than the oldest kept
+        commit. Returns the pruned gens."""
         gens = self.gens()
         keep = gens[-keep_last:] if keep_last > 0 else []
         oldest_kept = keep[0] if keep else 0
-        pruned = [g for g in gens if g < oldest_kept]
+        pruned = [g for g in gens if g < oldest_kept and g not in protect]
         for gen in pruned:
             self.store.delete(commit_key(gen))
         for key in self.store.list(CKPT_PREFIX):
             ckpt_gen = gen_of_ckpt_key(key)
-            if ckpt_gen is not None and ckpt_gen < oldest_kept:
+            if ckpt_gen is not None and ckpt_gen < oldest_kept and ckpt_gen not in protect:
                 self.store.delete(key)
         return pruned
 

@@ -91,10 +91,11 @@ def evaluate(model: torch.nn.Module, spec, dataset: Dataset, batches: int | None
     """Mean loss over the run's fixed held-out batches (same batches at every evaluation)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device  # the batches go where the model is
     losses = []
     for i in range(spec.eval_batches if batches is None else batches):
         b = eval_batch(spec, i, dataset, split)
-        losses.append(model(b["input_ids"], b["labels"])[1].item())
+        losses.append(model(b["input_ids"].to(device), b["labels"].to(device))[1].item())
     model.train(was_training)
     return sum(losses) / len(losses)
 

@@ -95,3 +95,10 @@ def gen_of_metrics_key(key: str) -> int | None:
         return None
     stem = key[len(METRICS_PREFIX):].split("-", 1)[0]
     return int(stem) if stem.isdigit() else None
+
+
+def leg_of_metrics_key(key: str) -> str | None:
+    """The leg (or node, or committer) id of a `metrics/<gen>-<leg>.jsonl` key."""
+    if gen_of_metrics_key(key) is None:
+        return None
+    return key[len(METRICS_PREFIX):-len(".jsonl")].split("-", 1)[1] if "-" in key[len(METRICS_PREFIX):] else None
