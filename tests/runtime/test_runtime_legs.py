@@ -111,3 +111,25 @@ def test_metrics_stream_and_periodic_evaluation_keep_the_best(tiny_run):
     assert kept["val_loss"] == best["val_loss"] and baton.load(kept)["meta"]["best_gen"] == best["gen"]
     assert json.loads(store.read(eval_key(best["gen"])))["loss"] == best["val_loss"]
     assert not store.exists(commit_key(statuses[0]["gen"]))  # an unevaluated old commit was pruned
+
+
+def test_a_lost_race_leaves_no_metrics_and_an_orphan_does_not_count(tiny_run):
+    """Two engines resume the same commit and both step: the second committer loses the create-only
+    race and its metrics object goes with its checkpoint objects. A worker killed after writing its
+    metrics object but before its manifest leaves an orphan that the history ignores."""
+    from relaytrain_runtime.contract.keys import metrics_key
+    from relaytrain_runtime.contract.metrics import encode_records, read_stream
+    from relaytrain_runtime.engine import Engine
+
+    url = tiny_run(steps=4)
+    store = open_store(url)
+    engines = [Engine(url, leg_id=name) for name in ("winner", "loser")]
+    for engine in engines:
+        engine.prepare_data()
+        engine.resume()
+        engine.step()
+    store.write(metrics_key(1, "killed"), encode_records([{"kind": "train", "step": 1, "loss": -1.0}]))
+    assert engines[0].commit() and not engines[1].commit()
+    assert store.exists(metrics_key(1, "winner")) and not store.exists(metrics_key(1, "loser"))
+    (record,) = read_stream(store, "train")
+    assert record["step"] == 1 and record["loss"] == engines[0].meta.loss
