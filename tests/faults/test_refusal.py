@@ -8,6 +8,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.contract.records import (
     CommitManifest,

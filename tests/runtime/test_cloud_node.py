@@ -9,10 +9,10 @@ import threading
 
 import pytest
 import torch
+
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.contract.metrics import read_stream
 from relaytrain_runtime.store import open_store
-
 from tests.fixtures.runs import new_run
 
 SPEC = {"preset": "tiny-gpt", "steps": 16, "batch_size": 8, "seq_len": 128, "eval_batches": 2, "keep_last": 2}
