@@ -99,7 +99,7 @@ def test_ddp_two_ranks_matches_single_process(single, ddp):
     curves = [[(r["step"], r["loss"], r["lr"]) for r in read_stream(open_store(u), "train")]
               for u in (ddp_url, single_url)]
     assert len(curves[0]) == len(curves[1]) == 16
-    for (step, loss_ddp, _), (_, loss_1, _) in zip(*curves):
+    for (step, loss_ddp, _), (_, loss_1, _) in zip(*curves, strict=True):
         assert abs(loss_ddp - loss_1) <= 1e-5 * abs(loss_1), (step, loss_ddp, loss_1)
 
 

@@ -12,7 +12,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--store", required=True, help="store URL of the run (s3://, gs:// or file://)")
     parser.add_argument("--checkpoint-every", type=float, default=600.0, metavar="SECONDS",
                         help="commit a checkpoint at least this often (default 600)")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: run to the end)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop after this many steps (default: run to the end)")
     parser.add_argument("--instance-type", default=None,
                         help="accrue this instance's price (relaytrain_runtime.pricing), e.g. g5.xlarge")
     parser.add_argument("--spot", action="store_true", help="with --instance-type: use the spot price")
