@@ -467,6 +467,7 @@ class Baton:
             "gen": gen, "parent": parent_gen, "leg_id": leg_id, "created": time.time(), "objects": objects,
             "weights_sha256": weights_sha256,
             **{k: meta.get(k) for k in ("step", "tokens", "loss", "done", "cost_usd", "rng", "spec_digest")},
+            **{k: meta[k] for k in ("val_loss", "perplexity") if meta.get(k) is not None},  # evaluated commits
             "data": {"next_step": meta.get("step")},
             "save_seconds": round(save_seconds, 4), **extra,
         }
@@ -478,17 +479,17 @@ class Baton:
         self.next_gen = gen + 1
         return commit
 
-    def prune(self, keep_last: int) -> list[int]:
+    def prune(self, keep_last: int, protect: set[int] = frozenset()) -> list[int]:
         """Retire all but the newest `keep_last` commits (keep_last <= 0 keeps all) and delete every checkpoint
         object no kept commit references, up to the newest commit (a failed or lost commit's objects; newer
         ones may be a save in flight). Per pruned gen, in this order: the `.pruned` marker (loaders stop
         choosing it), its manifest replaced by a tombstone (the key never disappears, so it still fences), its
         evaluation record deleted (eval/ refers only to live gens; legs/ records are history and stay).
-        Returns the gens pruned now."""
+        Gens in `protect` (the best checkpoint) stay live whatever their age. Returns the gens pruned now."""
         all_gens, already = self._listing()
         live = [g for g in all_gens if g not in already]
         oldest_kept = live[-keep_last] if 0 < keep_last <= len(live) else (live[0] if live else 0)
-        pruned = [g for g in live if g < oldest_kept]
+        pruned = [g for g in live if g < oldest_kept and g not in protect]
         self.hooks.before_prune(self, pruned)
         for gen in pruned:
             self.store.write(pruned_key(gen), b"")

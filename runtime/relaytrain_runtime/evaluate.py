@@ -1,7 +1,7 @@
 """Evaluate a checkpoint: validation loss and perplexity of one committed gen, written to the store.
 
     {"op": "evaluate", "store": URL, "gen": 12, "batches": 8}  ->  eval/00000012.json
-        {"gen", "step", "loss", "perplexity", "batches", "split", "weights_sha256"}
+        {"gen", "step", "loss", "perplexity", "batches", "split", "weights_sha256"}   (contract.records.EvalRecord)
 
 `gen` defaults to the newest checkpoint that verifies; `batches` to the run spec's eval_batches,
 which are the same fixed held-out batches a finishing leg evaluates, so the numbers compare.
@@ -9,11 +9,9 @@ which are the same fixed held-out batches a finishing leg evaluates, so the numb
 
 from __future__ import annotations
 
-import json
-import math
-
 from relaytrain_runtime import RelayError
-from relaytrain_runtime.handlers.ops import field
+from relaytrain_runtime.contract.events import field
+from relaytrain_runtime.contract.records import EvalRecord, perplexity, write_eval
 
 SPLITS = ("val", "train")
 
@@ -23,7 +21,7 @@ def evaluate_checkpoint(store_url: str, gen: int | None = None, batches: int | N
     import torch
 
     from relaytrain_runtime import determinism
-    from relaytrain_runtime.baton import EVAL_PREFIX, Baton
+    from relaytrain_runtime.baton import Baton
     from relaytrain_runtime.data import open_dataset
     from relaytrain_runtime.model import build_model, model_tensors
     from relaytrain_runtime.store import open_store
@@ -46,14 +44,13 @@ def evaluate_checkpoint(store_url: str, gen: int | None = None, batches: int | N
     dataset = open_dataset(store, spec, cache_dir)
     n = spec.eval_batches if batches is None else batches
     loss = evaluate(model, spec, dataset, n, split)
-    result = {"gen": commit["gen"], "step": commit["step"], "loss": loss,
-              "perplexity": math.exp(loss) if loss < 700 else float("inf"), "batches": n, "split": split,
-              "weights_sha256": commit["weights_sha256"]}
-    store.write(f"{EVAL_PREFIX}{commit['gen']:08d}.json", (json.dumps(result, indent=1) + "\n").encode())
-    return result
+    record = EvalRecord(gen=commit["gen"], step=commit["step"], loss=loss, perplexity=perplexity(loss), batches=n,
+                        split=split, weights_sha256=commit["weights_sha256"])
+    write_eval(store, record)
+    return record.to_dict()
 
 
 def evaluate_op(event: dict, deadline: float) -> dict:
-    return evaluate_checkpoint(event["store"], field(event, "gen", int, minimum=1), field(event, "batches", int, minimum=1),
-                               field(event, "split", str, "val"),
+    return evaluate_checkpoint(event["store"], field(event, "gen", int, minimum=1),
+                               field(event, "batches", int, minimum=1), field(event, "split", str, "val"),
                                field(event, "cache_dir", str))

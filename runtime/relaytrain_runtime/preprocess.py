@@ -27,7 +27,7 @@ import numpy as np
 
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.data import DATA_PREFIX, MANIFEST_KEY, SPECIAL_TOKENS, TOKENIZER_KEY, VAL_EVERY, encode_split
-from relaytrain_runtime.handlers.ops import BadEvent, field
+from relaytrain_runtime.contract.events import BadEvent, field
 from relaytrain_runtime.store import NotFound, check_source, open_store
 
 from relaytrain_runtime.contract.keys import PARTS_PREFIX  # noqa: E402

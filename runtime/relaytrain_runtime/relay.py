@@ -16,11 +16,12 @@ import time
 
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.baton import Baton
+from relaytrain_runtime.contract.keys import LOSS_PNG_KEY as LOSS_PNG
+from relaytrain_runtime.contract.keys import SUMMARY_KEY as SUMMARY
+from relaytrain_runtime.contract.metrics import read_stream
 from relaytrain_runtime.data import dataset_store, ensure_dataset, read_manifest
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
-
-from relaytrain_runtime.contract.keys import LOSS_PNG_KEY as LOSS_PNG, REPORT_PREFIX, SUMMARY_KEY as SUMMARY  # noqa: E402,F401
 
 
 class Progress:
@@ -90,8 +91,10 @@ def run_one_leg(cmd: list[str], on_progress, err=sys.stderr) -> tuple[int, dict 
 def relay(store_url: str, spec: RunSpec | None = None, *, leg_seconds: float | None = None,
           leg_steps: int | None = None, cost_per_second: float = 0.0, max_retries: int = 3,
           stream=sys.stderr, tty: bool | None = None) -> dict:
-    if leg_seconds is not None and leg_seconds <= 0:
-        raise RelayError(f"--leg-seconds must be > 0, got {leg_seconds}")
+    if leg_seconds is not None and not (math.isfinite(leg_seconds) and leg_seconds > 0):
+        raise RelayError(f"--leg-seconds must be > 0 seconds (finite), got {leg_seconds}")
+    if not (math.isfinite(cost_per_second) and cost_per_second >= 0):
+        raise RelayError(f"--cost-per-second must be a finite number >= 0, got {cost_per_second}")
     if leg_steps is not None and leg_steps < 1:
         raise RelayError(f"--leg-steps must be >= 1, got {leg_steps}")
     store = open_store(store_url)
@@ -110,7 +113,7 @@ def relay(store_url: str, spec: RunSpec | None = None, *, leg_seconds: float | N
     while True:
         leg_no = len(legs) + 1
         t0 = time.time()
-        rc, status, error = run_one_leg(cmd, lambda p: progress.update(p["step"], leg_no, p["loss"]), stream)
+        rc, status, error = run_one_leg(cmd, lambda p, n=leg_no: progress.update(p["step"], n, p["loss"]), stream)
         wall = time.time() - t0
         if rc != 0 or status is None:
             if error:  # a clear error from the leg: retrying cannot help
@@ -146,7 +149,7 @@ def relay(store_url: str, spec: RunSpec | None = None, *, leg_seconds: float | N
 def finish(baton: Baton, spec: RunSpec, legs: list[dict], total_s: float, prep_s: float, stream) -> dict:
     """Print the per-leg table and the result; write the loss curve and a summary into the store."""
     commit = baton.latest(verify=True)
-    state = baton.read_state(commit) if commit else {"metrics": {"train": [], "eval": []}}
+    state = baton.read_state(commit) if commit else {}
     baseline = read_manifest(dataset_store(baton.store, spec)).get("unigram_entropy_nats")
     summary = {"store": baton.store.url, "preset": spec.preset, "steps": spec.steps,
                "step": commit["step"] if commit else 0, "done": bool(commit and commit["done"]),
@@ -159,7 +162,7 @@ def finish(baton: Baton, spec: RunSpec, legs: list[dict], total_s: float, prep_s
                "cost_usd": commit["cost_usd"] if commit else 0.0}
     if legs:
         print(leg_table(legs), file=stream)
-    png = write_loss_png(baton, state["metrics"], baseline)
+    png = write_loss_png(baton, read_stream(baton.store), baseline)
     if png:
         summary["loss_png"] = f"{baton.store.url}/{png}"
     baton.store.write(SUMMARY, (json.dumps(summary, indent=1) + "\n").encode())
@@ -183,12 +186,15 @@ def leg_table(legs: list[dict]) -> str:
                      f"{sec['start']:.2f}", f"{sec['load']:.2f}", f"{sec['train']:.2f}", f"{sec['save']:.2f}",
                      f"{s['wall_s']:.2f}", f"{overhead / s['wall_s']:.0%}" if s["wall_s"] else "-"))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
 
 
-def write_loss_png(baton: Baton, metrics: dict, baseline: float | None) -> str | None:
-    """Training (and validation) loss against steps, written to report/loss.png; None without matplotlib."""
-    if not metrics.get("train"):
+def write_loss_png(baton: Baton, records: list[dict], baseline: float | None) -> str | None:
+    """Training (and validation) loss of the metrics stream against steps, written to report/loss.png;
+    None without matplotlib."""
+    train = [(r["step"], r["loss"]) for r in records if r.get("kind") == "train"]
+    evals = [(r["step"], r["val_loss"]) for r in records if r.get("kind") == "eval"]
+    if not train:
         return None
     try:
         import matplotlib
@@ -202,10 +208,9 @@ def write_loss_png(baton: Baton, metrics: dict, baseline: float | None) -> str |
     import io
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    steps, losses = zip(*[(m[0], m[1]) for m in metrics["train"]])
-    ax.plot(steps, losses, label="train loss", linewidth=1)
-    if metrics.get("eval"):
-        ax.plot(*zip(*metrics["eval"]), "o", label="validation loss")
+    ax.plot(*zip(*train, strict=True), label="train loss", linewidth=1)
+    if evals:
+        ax.plot(*zip(*evals, strict=True), "o", label="validation loss")
     if baseline:
         ax.axhline(baseline, linestyle="--", color="gray", label="unigram entropy")
     ax.set_xlabel("step")

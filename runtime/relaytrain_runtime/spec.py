@@ -53,6 +53,8 @@ class RunSpec:
     compile: bool = False  # torch.compile the model (GPU nodes; its cache lives on the node's disk)
     parallelism: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard, sharded checkpoints)
 
+    eval_every: int = 0  # steps: evaluate at the first commit at or after each multiple (0 = only at the end)
+
     CHOICES: ClassVar[dict[str, tuple]] = {"schedule": SCHEDULES, "precision": PRECISIONS, "parallelism": PARALLELISMS}  # fields that take one of a few values
 
     def __post_init__(self) -> None:
@@ -102,6 +104,7 @@ class RunSpec:
         need("precision", "be " + choices(PRECISIONS[1:]) + " (or empty: the device's default)",
              lambda: self.precision in PRECISIONS)
         need("parallelism", "be " + choices(PARALLELISMS), lambda: self.parallelism in PARALLELISMS)
+        need("eval_every", "be >= 0 (0 = only at the end)", lambda: self.eval_every >= 0)
         return out
 
     @classmethod
@@ -169,7 +172,7 @@ class RunSpec:
         return cls.from_dict(data)
 
 
-LATE_FIELDS = {"precision": "", "deterministic": False, "compile": False, "parallelism": "ddp"}
+LATE_FIELDS = {"precision": "", "deterministic": False, "compile": False, "parallelism": "ddp", "eval_every": 0}
 
 
 def _coerce(name: str, value, hint):

@@ -8,8 +8,10 @@ import sys
 import threading
 
 import pytest
+import torch
 
 from relaytrain_runtime.baton import Baton
+from relaytrain_runtime.contract.metrics import read_stream
 from relaytrain_runtime.store import open_store
 from tests.fixtures.runs import new_run
 
@@ -94,10 +96,10 @@ def test_ddp_two_ranks_matches_single_process(single, ddp):
     assert status["done"] and status["world"] == 2 and status["step"] == 16
     diff = relative_diff(final_weights(ddp_url), final_weights(single_url))
     assert diff <= 1e-5, diff
-    curves = [Baton(open_store(u)).load(Baton(open_store(u)).latest())["meta"]["metrics"]["train"]
+    curves = [[(r["step"], r["loss"], r["lr"]) for r in read_stream(open_store(u), "train")]
               for u in (ddp_url, single_url)]
     assert len(curves[0]) == len(curves[1]) == 16
-    for (step, loss_ddp, _), (_, loss_1, _) in zip(*curves):
+    for (step, loss_ddp, _), (_, loss_1, _) in zip(*curves, strict=True):
         assert abs(loss_ddp - loss_1) <= 1e-5 * abs(loss_1), (step, loss_ddp, loss_1)
 
 
@@ -148,3 +150,55 @@ def test_node_bad_options_are_one_line(tmp_path):
                           "--instance-type", "z9.mega"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "--instance-type 'z9.mega' has no price" in out.stderr and out.stderr.count("\n") == 1
+
+
+class Placed(torch.Tensor):
+    """A token tensor that was moved with `.to(device)`: how a batch reaches the model's device."""
+
+
+@pytest.fixture
+def model_inputs(monkeypatch):
+    """Every call of the GPT's forward, as (training?, were all its inputs moved to the model's device?).
+
+    On a CPU-only machine the host and the model's device are one, so a missing transfer cannot
+    fail by itself; here a token tensor counts as on the device only if it went through `.to(device)`
+    (it then carries the `Placed` type), which is exactly what a GPU needs."""
+    from relaytrain_runtime.model import GPT
+
+    real_to, real_forward = torch.Tensor.to, GPT.forward
+    calls: list[tuple[bool, bool]] = []
+
+    def to(self, *args, **kwargs):
+        out = real_to(self, *args, **kwargs)
+        moved = "device" in kwargs or any(isinstance(a, (torch.device, str)) for a in args)
+        return out.as_subclass(Placed) if moved and out.dtype == torch.long else out
+
+    def forward(self, input_ids, labels=None):
+        inputs = [t for t in (input_ids, labels) if t is not None]
+        calls.append((self.training, all(isinstance(t, Placed) for t in inputs)))
+        plain = [t.as_subclass(torch.Tensor) for t in inputs]
+        return real_forward(self, *plain)
+
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    monkeypatch.setattr(GPT, "forward", forward)
+    return calls
+
+
+def test_every_batch_reaches_the_model_on_its_device(tiny_run, model_inputs):
+    """Training and evaluation batches of a node, a leg and a function-shards round all go to the
+    model's device (the node's final evaluation once handed host tensors to a model on the GPU)."""
+    from relaytrain_runtime.leg import run_leg
+    from relaytrain_runtime.node import run_node
+    from relaytrain_runtime.shards.entry import reduce_op, shard_op, status_op
+
+    node = run_node(tiny_run(steps=2))
+    leg = run_leg(tiny_run(steps=2))
+    url = tiny_run(steps=1)
+    status_op({"op": "status", "store": url, "functions": {"shards": 2}})
+    baton = [shard_op({"op": "shard", "store": url, "round": 0, "shard": k})["baton"] for k in range(2)][0]
+    shards = reduce_op({"op": "reduce", "store": url, "round": 0, "baton": baton})
+    assert node["done"] and leg["done"] and shards["done"]
+    training = [placed for is_training, placed in model_inputs if is_training]
+    evaluation = [placed for is_training, placed in model_inputs if not is_training]
+    assert len(training) == 2 + 2 + 2 and len(evaluation) == 3 * 2  # eval_batches 2 per finished run
+    assert all(training) and all(evaluation), model_inputs

@@ -69,3 +69,67 @@ def test_status_accrues_cost_and_reports_done(tiny_run):
     assert again["status"] == "done" and again["leg_steps"] == 0 and again["gen"] == second["gen"]
     legs = Baton(open_store(url)).leg_statuses()
     assert [s["leg_steps"] for s in legs] == [2, 2]
+
+
+TRAIN_FIELDS = {"kind", "step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "step_s", "data_s", "compute_s"}
+
+
+def test_metrics_stream_and_periodic_evaluation_keep_the_best(tiny_run):
+    """One metrics object per commit, written with it; eval_every evaluates at the first commit at or
+    after each multiple (val loss in the manifest, the status, the stream and eval/<gen>.json); the
+    checkpoint no longer carries the history; the best evaluated commit survives keep_last: 1."""
+    import json
+
+    from relaytrain_runtime.contract.keys import commit_key, eval_key, metrics_key
+    from relaytrain_runtime.contract.metrics import read_stream
+
+    # a constant lr of 0.02 without warmup overshoots: validation loss at step 4 is lower than at 6
+    # and 9, so the best commit is an old one and pruning must spare it
+    url = tiny_run(steps=9, eval_every=3, keep_last=1, lr=0.02, min_lr=0.02, warmup_steps=0, schedule="constant")
+    store, statuses = open_store(url), []
+    for leg_steps in (2, 2, 2, 1, 2):  # commits after steps 2, 4, 6, 7, 9: evaluations at 4, 6, 9
+        statuses.append(run_leg(url, max_steps=leg_steps))
+    assert statuses[-1]["done"] and [s["step"] for s in statuses] == [2, 4, 6, 7, 9]
+    assert [("val_loss" in s) for s in statuses] == [False, True, True, False, True]
+
+    train = read_stream(store, "train")
+    assert [r["step"] for r in train] == list(range(1, 10)) and all(TRAIN_FIELDS <= set(r) for r in train)
+    assert all(r["tokens"] == r["step"] * 4 * 32 and r["grad_norm"] > 0 for r in train)
+    evals = read_stream(store, "eval")
+    assert [r["step"] for r in evals] == [4, 6, 9]
+    assert [r["val_loss"] for r in evals] == [s["val_loss"] for s in statuses if "val_loss" in s]
+    for s in statuses:  # every commit wrote its metrics object
+        assert store.exists(metrics_key(s["gen"], s["leg_id"]))
+
+    baton = Baton(store)
+    latest = baton.latest()
+    assert "metrics" not in baton.read_state(latest) and latest["val_loss"] == statuses[-1]["val_loss"]
+    best = min(evals, key=lambda r: r["val_loss"])
+    assert best["gen"] != latest["gen"], "the settings must make an older commit the best one"
+    assert baton.gens() == sorted({best["gen"], latest["gen"]})  # keep_last 1, plus the best
+    kept = baton.manifest(best["gen"])
+    assert kept["val_loss"] == best["val_loss"] and baton.load(kept)["meta"]["best_gen"] == best["gen"]
+    assert json.loads(store.read(eval_key(best["gen"])))["loss"] == best["val_loss"]
+    assert not store.exists(commit_key(statuses[0]["gen"]))  # an unevaluated old commit was pruned
+
+
+def test_a_lost_race_leaves_no_metrics_and_an_orphan_does_not_count(tiny_run):
+    """Two engines resume the same commit and both step: the second committer loses the create-only
+    race and its metrics object goes with its checkpoint objects. A worker killed after writing its
+    metrics object but before its manifest leaves an orphan that the history ignores."""
+    from relaytrain_runtime.contract.keys import metrics_key
+    from relaytrain_runtime.contract.metrics import encode_records, read_stream
+    from relaytrain_runtime.engine import Engine
+
+    url = tiny_run(steps=4)
+    store = open_store(url)
+    engines = [Engine(url, leg_id=name) for name in ("winner", "loser")]
+    for engine in engines:
+        engine.prepare_data()
+        engine.resume()
+        engine.step()
+    store.write(metrics_key(1, "killed"), encode_records([{"kind": "train", "step": 1, "loss": -1.0}]))
+    assert engines[0].commit() and not engines[1].commit()
+    assert store.exists(metrics_key(1, "winner")) and not store.exists(metrics_key(1, "loser"))
+    (record,) = read_stream(store, "train")
+    assert record["step"] == 1 and record["loss"] == engines[0].meta.loss

@@ -110,9 +110,9 @@ def test_parallel_piece_reducers_commit_once(shards_run, clean):
 
 
 @pytest.mark.parametrize("event,message", [
-    ({"op": "shard", "round": 0, "shard": 0}, "field 'store' is missing"),
-    ({"op": "shard", "store": "STORE", "shard": 0}, "field 'round' is missing"),
-    ({"op": "shard", "store": "STORE", "round": -1, "shard": 0}, "field 'round' must be an integer >= 0"),
+    ({"op": "shard", "round": 0, "shard": 0}, "event field 'store' is required"),
+    ({"op": "shard", "store": "STORE", "shard": 0}, "event field 'round' is required"),
+    ({"op": "shard", "store": "STORE", "round": -1, "shard": 0}, "event field 'round' must be >= 0"),
     ({"op": "shard", "store": "STORE", "round": 0, "shard": 5}, "shard 5 is out of range: this run has 2 shards"),
     ({"op": "shard", "store": "STORE", "round": 0, "shard": 0, "shards": 3}, "shards=3 but the run"),
     ({"op": "reduce", "store": "STORE", "round": 0, "piece": 2}, "piece 2 is out of range"),
@@ -168,4 +168,4 @@ def test_handler_registry_serves_shard_and_reduce(shards_run, clean, tmp_path):
     assert any((tmp_path / "cache").iterdir())  # dataset shards were cached
     assert bitwise_equal(weights(url), clean)
     bad = run_op({"op": "shard", "store": url, "round": 0}, deadline)
-    assert bad["error"]["message"].startswith("shard event: field 'shard' is missing")
+    assert bad["error"]["message"].startswith("event field 'shard' is required")

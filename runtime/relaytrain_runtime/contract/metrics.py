@@ -6,15 +6,22 @@ A record is a flat JSON object with a `kind`:
     {"kind": "eval", "step", "val_loss", "perplexity", "gen"}
 
 Writers append one object per commit (`metrics_key(gen, leg)`), written before the commit's
-manifest; readers take every object in key order and keep, per step, the record of the commit
-that is an ancestor of the run's newest one (a lost race's object is ignored). Pure Python.
+manifest; a committer that loses the race deletes its object. `read_records` gives every record;
+`read_stream` the run's history (one record per kind and step, see there). Pure Python.
 """
 
 from __future__ import annotations
 
 import json
 
-from relaytrain_runtime.contract.keys import METRICS_PREFIX, gen_of_metrics_key, leg_of_metrics_key, metrics_key
+from relaytrain_runtime.contract.keys import (
+    COMMIT_PREFIX,
+    METRICS_PREFIX,
+    gen_of_commit_key,
+    gen_of_metrics_key,
+    leg_of_metrics_key,
+    metrics_key,
+)
 
 
 def encode_records(records: list[dict]) -> bytes:
@@ -34,14 +41,50 @@ def read_records(store, gens: set[int] | None = None) -> list[dict]:
     telemetry, never the run's state."""
     out = []
     for key in sorted(store.list(METRICS_PREFIX)):
-        gen, leg = gen_of_metrics_key(key), leg_of_metrics_key(key)
-        if gen is None or (gens is not None and gen not in gens):
-            continue
-        for line in store.read(key).decode("utf-8", "replace").splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                out.append({**rec, "gen": rec.get("gen", gen), "leg": rec.get("leg", leg)})
+        gen = gen_of_metrics_key(key)
+        if gen is not None and (gens is None or gen in gens):
+            out.extend(_object_records(store, key, gen))
     return out
+
+
+def _object_records(store, key: str, gen: int) -> list[dict]:
+    out = []
+    for line in store.read(key).decode("utf-8", "replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append({**rec, "gen": rec.get("gen", gen), "leg": rec.get("leg", leg_of_metrics_key(key))})
+    return out
+
+
+def _committers(store) -> dict[int, str]:
+    """gen -> the leg id of its manifest, for every manifest still in the store."""
+    out = {}
+    for key in store.list(COMMIT_PREFIX):
+        gen = gen_of_commit_key(key)
+        try:
+            leg = json.loads(store.read(key)).get("leg_id")
+        except (ValueError, AttributeError, OSError):
+            continue
+        if gen is not None and isinstance(leg, str):
+            out[gen] = leg
+    return out
+
+
+def read_stream(store, kind: str | None = None) -> list[dict]:
+    """The run's history: one record per (kind, step), in step order. Of the objects of one gen, only
+    its manifest's committer's counts while the manifest exists (a worker killed between its metrics
+    object and its manifest leaves an object another committer's replaces); where several remain
+    for a step, the one later in key order wins."""
+    committers = _committers(store)
+    by_step: dict[tuple[str, int], dict] = {}
+    for key in sorted(store.list(METRICS_PREFIX)):
+        gen = gen_of_metrics_key(key)
+        if gen is None or (gen in committers and committers[gen] != leg_of_metrics_key(key)):
+            continue
+        for rec in _object_records(store, key, gen):
+            if isinstance(rec.get("step"), int) and (kind is None or rec.get("kind") == kind):
+                by_step[(rec.get("kind"), rec["step"])] = rec
+    return sorted(by_step.values(), key=lambda r: (r["step"], r.get("kind") != "train"))

@@ -9,21 +9,35 @@ this architecture. The result is what a Step Functions Choice state reads: `done
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
 
+from relaytrain_runtime.contract.events import BadEvent, error
 from relaytrain_runtime.handlers.ops import run_op
 from relaytrain_runtime.pricing import lambda_cost_per_second
 
 
 def margin_s() -> float:
-    return float(os.environ.get("RELAYTRAIN_MARGIN_S", "5"))
+    raw = os.environ.get("RELAYTRAIN_MARGIN_S", "5")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise BadEvent(f"environment variable RELAYTRAIN_MARGIN_S={raw!r} must be a finite number >= 0")
+    return value
 
 
 def handler(event, context):
-    remaining_s = context.get_remaining_time_in_millis() / 1000.0
-    deadline = time.time() + remaining_s - margin_s()
+    try:
+        remaining_s = context.get_remaining_time_in_millis() / 1000.0
+        deadline = time.time() + remaining_s - margin_s()
+        memory_mb = int(context.memory_limit_in_mb)
+        if memory_mb <= 0:
+            raise BadEvent(f"the function's memory size (MemorySize) must be > 0 MB, got {memory_mb}")
+    except BadEvent as exc:
+        return error(exc, None)  # the deployment's mistake, named as the deployment set it
     arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
-    cost = lambda_cost_per_second(int(context.memory_limit_in_mb), arch)
-    return run_op(event, deadline, cost)
+    return run_op(event, deadline, lambda_cost_per_second(memory_mb, arch))

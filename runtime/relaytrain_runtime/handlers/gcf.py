@@ -14,29 +14,36 @@ this instance costs), RELAYTRAIN_BILLING (`request` or `instance`, default reque
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import traceback
 
-from relaytrain_runtime.handlers.ops import BadEvent, error, run_op
+from relaytrain_runtime.contract.events import BadEvent, error
+from relaytrain_runtime.handlers.ops import run_op
 from relaytrain_runtime.pricing import gcf_cost_per_second
 
 DEFAULT_TIMEOUT_S = 3600.0  # the 2nd-gen HTTP maximum; set RELAYTRAIN_TIMEOUT_S to the real one
 
 
-def _env_float(name: str, default: float) -> float:
+def _env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    """A finite number >= `minimum` from the environment variable `name` (the field this deployment set)."""
     raw = os.environ.get(name)
     if raw in (None, ""):
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise BadEvent(f"environment variable {name}={raw!r} must be a number") from None
+    if not math.isfinite(value) or value < minimum:
+        raise BadEvent(f"environment variable {name}={raw!r} must be a finite number >= {minimum:g}")
+    return value
 
 
 def settings() -> tuple[float, float]:
     """(seconds an invocation may use, cost per second) of this function, from its environment."""
-    timeout = _env_float("RELAYTRAIN_TIMEOUT_S", DEFAULT_TIMEOUT_S) - _env_float("RELAYTRAIN_MARGIN_S", 5.0)
+    timeout = _env_float("RELAYTRAIN_TIMEOUT_S", DEFAULT_TIMEOUT_S, minimum=1.0)
+    timeout -= _env_float("RELAYTRAIN_MARGIN_S", 5.0)
     vcpu = _env_float("RELAYTRAIN_VCPU", 1.0)
     memory = _env_float("RELAYTRAIN_MEMORY_GIB", 2.0)
     billing = os.environ.get("RELAYTRAIN_BILLING", "request")

@@ -16,10 +16,13 @@ handler's safety margin. Handlers put the worker's price into the event as `cost
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import time
 
 from relaytrain_runtime import RelayError
+from relaytrain_runtime.contract.events import BadEvent, check_value, error, field, settings_field
+from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
 
 OPS: dict[str, str] = {
@@ -30,30 +33,6 @@ OPS: dict[str, str] = {
     "reduce": "relaytrain_runtime.shards.entry:reduce_op",
     "status": "relaytrain_runtime.shards.entry:status_op",  # function-shards: where an orchestrator starts
 }
-
-
-class BadEvent(RelayError):
-    """The event is not one this handler can serve."""
-
-
-def error(exc: BaseException, op: str | None) -> dict:
-    return {"error": {"type": type(exc).__name__, "message": str(exc), "op": op}}
-
-
-def field(event: dict, name: str, kind: type | tuple, default=None, *, required: bool = False, minimum=None):
-    """`event[name]` checked against `kind` (and `minimum`), or `default` when absent."""
-    if name not in event or event[name] is None:
-        if required:
-            raise BadEvent(f"event field {name!r} is required")
-        return default
-    value = event[name]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-        names = " or ".join(k.__name__ for k in kinds)
-        raise BadEvent(f"event field {name!r} must be {names}, got {type(value).__name__} {value!r:.80}")
-    if minimum is not None and value < minimum:
-        raise BadEvent(f"event field {name!r} must be >= {minimum}, got {value!r}")
-    return value
 
 
 def resolve(op: str):
@@ -81,8 +60,11 @@ def run_op(event, deadline: float, cost_per_second: float = 0.0) -> dict:
             raise BadEvent(f"event must be a JSON object with a 'store' URL, got {type(event).__name__}")
         op = field(event, "op", str, "leg")
         open_store(field(event, "store", str, required=True))  # a malformed URL is a bad event
+        if not isinstance(deadline, (int, float)) or not math.isfinite(deadline):
+            raise BadEvent(f"the handler's deadline must be a finite time, got {deadline!r}; check its timeout setting")
         if deadline <= time.time():
             raise BadEvent("no time left for this invocation (deadline already passed); raise the timeout")
+        check_value("cost_per_second", cost_per_second, (float, int), minimum=0, where="the handler's price")
         fn = resolve(op)
         return fn({**event, "op": op, "cost_per_second": float(cost_per_second)}, deadline)
     except RelayError as exc:
@@ -96,7 +78,7 @@ def leg_op(event: dict, deadline: float) -> dict:
     kwargs = dict(
         deadline=deadline,
         max_steps=field(event, "max_steps", int, minimum=1),
-        spec=field(event, "spec", dict),
+        spec=settings_field(event, "spec", RunSpec),
         cost_per_second=field(event, "cost_per_second", (int, float), 0.0, minimum=0),
         cache_dir=field(event, "cache_dir", str) or os.environ.get("RELAYTRAIN_CACHE_DIR") or None,
     )

@@ -1,7 +1,8 @@
 """Handler entry points of the function-shards topology (event contract in docs/SHARDS.md).
 
     shard_op({"op": "shard", "store": URL, "round": r, "shard": k, "shards": K}, deadline) -> dict
-    reduce_op({"op": "reduce", "store": URL, "round": r, ["piece": j | "pieces": [j, ...]], ["baton": digest]}, deadline) -> dict
+    reduce_op({"op": "reduce", "store": URL, "round": r, ["piece": j | "pieces": [j, ...]], ["baton": digest]},
+              deadline) -> dict
     status_op({"op": "status", "store": URL}, deadline) -> dict
 
 Optional in every event: "spec" (a RunSpec dict) and "functions" (the blueprint's functions:
@@ -16,43 +17,26 @@ from __future__ import annotations
 
 import os
 
-from relaytrain_runtime import RelayError
-
-
-class BadEvent(RelayError):
-    pass
-
-
-def _int(event: dict, name: str, *, required: bool = True, minimum: int = 0) -> int | None:
-    value = event.get(name)
-    if value is None:
-        if required:
-            raise BadEvent(f"{event.get('op', 'shards')} event: field {name!r} is missing (an integer >= {minimum})")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise BadEvent(f"{event.get('op', 'shards')} event: field {name!r} must be an integer >= {minimum}, got {value!r}")
-    return value
+from relaytrain_runtime.contract.events import BadEvent, check_value, field, settings_field
+from relaytrain_runtime.spec import RunSpec
 
 
 def _open(event: dict):
+    from relaytrain_runtime.shards.config import ShardsConfig
     from relaytrain_runtime.shards.rounds import open_run
 
-    if not isinstance(event, dict):
-        raise BadEvent(f"event must be a JSON object, got {type(event).__name__}")
-    store = event.get("store")
-    if not isinstance(store, str) or not store:
-        raise BadEvent(f"{event.get('op', 'shards')} event: field 'store' is missing (a store URL: file://, s3:// or gs://)")
-    for name in ("spec", "functions"):
-        if event.get(name) is not None and not isinstance(event[name], dict):
-            raise BadEvent(f"{event.get('op', 'shards')} event: field {name!r} must be an object")
-    return open_run(store, event.get("spec"), event.get("functions"))
+    store = field(event, "store", str, required=True)
+    return open_run(store, settings_field(event, "spec", RunSpec), settings_field(event, "functions", ShardsConfig))
 
 
 def _cost(event: dict) -> float:
-    value = event.get("cost_per_second", 0.0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise BadEvent(f"{event.get('op', 'shards')} event: field 'cost_per_second' must be a number >= 0, got {value!r}")
-    return float(value)
+    return float(field(event, "cost_per_second", (int, float), 0.0, minimum=0))
+
+
+def _event(event) -> dict:
+    if not isinstance(event, dict):
+        raise BadEvent(f"event must be a JSON object, got {type(event).__name__}")
+    return event
 
 
 def shard_op(event: dict, deadline: float | None = None) -> dict:
@@ -60,15 +44,15 @@ def shard_op(event: dict, deadline: float | None = None) -> dict:
     "current_round", "step", "done", "loss", ...}."""
     from relaytrain_runtime.shards.rounds import run_shard
 
+    event = _event(event)
+    rnd = field(event, "round", int, required=True, minimum=0)
+    shard = field(event, "shard", int, required=True, minimum=0)
+    shards = field(event, "shards", int, minimum=1)
+    cache_dir = field(event, "cache_dir", str) or os.environ.get("RELAYTRAIN_CACHE_DIR") or None
     run = _open(event)
-    rnd, shard = _int(event, "round"), _int(event, "shard")
-    shards = _int(event, "shards", required=False, minimum=1)
     if shards is not None and shards != run.config.shards:
         raise BadEvent(f"shard event: shards={shards} but the run in {run.store.url} has {run.config.shards} "
                        "(functions.shards is fixed when the run starts)")
-    cache_dir = event.get("cache_dir") or os.environ.get("RELAYTRAIN_CACHE_DIR") or None
-    if cache_dir is not None and not isinstance(cache_dir, str):
-        raise BadEvent(f"shard event: field 'cache_dir' must be a path, got {cache_dir!r}")
     return run_shard(run, rnd, shard, deadline=deadline, cost_per_second=_cost(event), cache_dir=cache_dir)
 
 
@@ -77,20 +61,18 @@ def reduce_op(event: dict, deadline: float | None = None) -> dict:
     Returns {"status": "committed"|"reduced"|"missing"|"stale"|"done"|"lost_race", "round", ...}."""
     from relaytrain_runtime.shards.rounds import reduce_round
 
-    run = _open(event)
-    rnd = _int(event, "round")
-    pieces = event.get("pieces")
+    event = _event(event)
+    rnd = field(event, "round", int, required=True, minimum=0)
+    pieces = field(event, "pieces", list)
     if event.get("piece") is not None:
-        pieces = [_int(event, "piece")]
-    elif pieces is not None and (not isinstance(pieces, list) or not all(isinstance(j, int) and not isinstance(j, bool)
-                                                                         for j in pieces)):
-        raise BadEvent(f"reduce event: field 'pieces' must be a list of integers, got {pieces!r}")
-    baton = event.get("baton")
-    if baton is not None and (not isinstance(baton, str) or len(baton) != 64):
-        raise BadEvent("reduce event: field 'baton' must be the 64-hex digest the shards returned")
-    commit = event.get("commit", True)
-    if not isinstance(commit, bool):
-        raise BadEvent(f"reduce event: field 'commit' must be true or false, got {commit!r}")
+        pieces = [field(event, "piece", int, minimum=0)]
+    elif pieces is not None:
+        pieces = [check_value(f"pieces[{i}]", j, (int,), minimum=0) for i, j in enumerate(pieces)]
+    baton = field(event, "baton", str)
+    if baton is not None and len(baton) != 64:
+        raise BadEvent("event field 'baton' must be the 64-hex digest the shards returned")
+    commit = field(event, "commit", bool, True)
+    run = _open(event)
     return reduce_round(run, rnd, pieces, baton=baton, commit=commit, cost_per_second=_cost(event))
 
 
@@ -99,4 +81,4 @@ def status_op(event: dict, deadline: float | None = None) -> dict:
     {"current_round", "step", "done", "loss", "shards", "sync", "baton"}: where an orchestrator starts."""
     from relaytrain_runtime.shards.rounds import round_status
 
-    return round_status(_open(event))
+    return round_status(_open(_event(event)))

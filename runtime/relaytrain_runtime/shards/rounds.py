@@ -23,39 +23,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 import torch
 
-from relaytrain_runtime import RelayError, determinism
-from relaytrain_runtime.baton import EVAL_PREFIX, Baton
-from relaytrain_runtime.contract.keys import INNER_PREFIX as INNER  # diloco: shard k's AdamW moments
-from relaytrain_runtime.data import ensure_dataset, open_dataset
+from relaytrain_runtime import RelayError
+from relaytrain_runtime.baton import Baton
+from relaytrain_runtime.contract.keys import INNER_PREFIX, inner_key, round_of_inner_key
+from relaytrain_runtime.contract.records import ShardStatus
+from relaytrain_runtime.data import ensure_dataset
+from relaytrain_runtime.engine import Engine
 from relaytrain_runtime.model import model_tensors
 from relaytrain_runtime.shards.config import ShardsConfig, init_config, load_config
 from relaytrain_runtime.shards.exchange import Exchange, ExchangeError, Round, pack, sweep, unpack
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import NotFound, Store, open_store
-from relaytrain_runtime.train import apply_update, build, evaluate, forward_backward, lr_at, make_optimizer, restore
+from relaytrain_runtime.train import apply_update, lr_at, make_optimizer
 
 DEADLINE_MARGIN_S = 1.0
-MOMENTS = ("exp_avg", "exp_avg_sq")
-
-
-# build_model seeds torch's global RNG, so two ops building models at once in one process (a
-# Cloud Functions instance serving concurrent requests, threads in tests) would interleave draws
-_BUILD_LOCK = threading.Lock()
+MOMENTS = ("exp_avg", "exp_avg_sq")  # diloco: inner/<round>/<shard> holds shard k's AdamW moments after round r
 
 
 class DeadlineTooShort(RelayError):
     pass
-
-
-def _build(spec: RunSpec):
-    with _BUILD_LOCK:
-        return build(spec)
 
 
 @dataclass
@@ -134,10 +126,6 @@ def round_status(run: Run) -> dict:
 # -------------------------------------------------------------------------------- diloco inner state
 
 
-def _inner_key(rnd: int, shard: int) -> str:
-    return f"{INNER}{rnd:08d}/{shard:04d}"
-
-
 def _save_inner(run: Run, rnd: int, shard: int, digest: str, optimizer: torch.optim.Optimizer) -> int:
     sd = optimizer.state_dict()
     slots = [sd["state"][i] for i in sorted(sd["state"])]
@@ -145,7 +133,7 @@ def _save_inner(run: Run, rnd: int, shard: int, digest: str, optimizer: torch.op
     head = {"run": run.spec.digest(), "round": rnd, "baton": digest, "shard": shard, "kind": "inner",
             "adam_step": float(slots[0]["step"])}
     blob = pack(head, vec, "fp32")
-    run.store.write(_inner_key(rnd, shard), blob)
+    run.store.write(inner_key(rnd, shard), blob)
     return len(blob)
 
 
@@ -154,7 +142,7 @@ def _load_inner(run: Run, meta: dict, rnd: int, shard: int, optimizer: torch.opt
     Returns the bytes read (0: none usable, the shard starts with fresh moments)."""
     if rnd == 0 or not meta.get("shards_parent_baton"):
         return 0
-    key = _inner_key(rnd - 1, shard)
+    key = inner_key(rnd - 1, shard)
     try:
         data = run.store.read(key)
         head, vec = unpack(data, key)
@@ -171,21 +159,31 @@ def _load_inner(run: Run, meta: dict, rnd: int, shard: int, optimizer: torch.opt
     index = [i for group in sd["param_groups"] for i in group["params"]]
     at = 0
     for name in MOMENTS:
-        for i, p in zip(index, params):
-            sd["state"].setdefault(i, {"step": torch.tensor(head["adam_step"])})[name] = vec[at:at + p.numel()].view_as(p).clone()
+        for i, p in zip(index, params, strict=True):
+            slot = sd["state"].setdefault(i, {"step": torch.tensor(head["adam_step"])})
+            slot[name] = vec[at:at + p.numel()].view_as(p).clone()
             at += p.numel()
     optimizer.load_state_dict(sd)
     return len(data)
 
 
 def _sweep_inner(store: Store, before_round: int) -> None:
-    for key in store.list(INNER):
-        number = key[len(INNER):].split("/", 1)[0]
-        if number.isdigit() and int(number) < before_round:
+    for key in store.list(INNER_PREFIX):
+        rnd = round_of_inner_key(key)
+        if rnd is not None and rnd < before_round:
             store.delete(key)
 
 
 # ------------------------------------------------------------------------------------------- shard
+
+
+def _engine(run: Run, *, cost_per_second: float = 0.0, threads: int | None = None, cache_dir: str | None = None,
+            t_enter: float | None = None) -> Engine:
+    """The engine of one shard or commit op on this run (its own committer id: a losing committer
+    deletes its own objects, never the winner's)."""
+    start_s = time.time() - t_enter if t_enter else 0.0
+    return Engine(run.store, leg_id=uuid.uuid4().hex[:8], cost_per_second=cost_per_second, cache_dir=cache_dir,
+                  threads=threads, start_s=start_s, baton=run.baton)
 
 
 def run_shard(run: Run, rnd: int, shard: int, *, deadline: float | None = None,
@@ -194,35 +192,30 @@ def run_shard(run: Run, rnd: int, shard: int, *, deadline: float | None = None,
     K = run.config.shards
     if not 0 <= shard < K:
         raise RelayError(f"shard {shard} is out of range: this run has {K} shards (0..{K - 1})")
-    determinism.configure(threads)
-    ensure_dataset(run.store, run.spec)
-    dataset = open_dataset(run.store, run.spec, cache_dir)
-    commit, state = run.baton.resume()
-    pos = _position(run, None if state is None else state["meta"])
+    engine = _engine(run, threads=threads, cache_dir=cache_dir)
+    engine.prepare_data()
+    engine.resume(_run_optimizer(run))
+    commit, meta = engine.commit_record, engine.meta.to_dict() if engine.commit_record else None
+    pos = _position(run, meta)
     digest = baton_digest(run, commit)
     base = {"round": rnd, "shard": shard, "baton": digest, **pos}
     if pos["done"]:
-        return {"status": "done", **base}
+        return ShardStatus(status="done", **base).to_dict()
     if pos["current_round"] != rnd:
-        return {"status": "stale", **base}  # committed already, or the baton is behind this round
+        return ShardStatus(status="stale", **base).to_dict()  # committed already, or the baton is behind
 
-    model, _ = _build(run.spec)
-    if state is not None:
-        with torch.no_grad():
-            for name, p in model_tensors(model).items():
-                p.copy_(state["weights"][name])
-    params = list(model_tensors(model).values())
+    params = list(model_tensors(engine.model).values())
     state_read = state_written = 0
     t_load = time.time()
     first, stop = run.config.round_steps(rnd, run.spec.steps)
     if run.config.sync == "gradients":
-        loss = forward_backward(model, run.spec, dataset.batch(run.spec, first, shard, K))
+        loss = engine.gradient(first, shard, K)
         vector = _flat(p.grad if p.grad is not None else torch.zeros_like(p) for p in params)
     else:
         theta0 = _flat(params)
-        inner = make_optimizer(model, run.spec)
+        inner = make_optimizer(engine.model, run.spec)
         if run.config.inner_state == "keep":
-            state_read = _load_inner(run, state["meta"] if state else {}, rnd, shard, inner)
+            state_read = _load_inner(run, meta or {}, rnd, shard, inner)
         losses, step_s = [], 0.0
         for step in range(first, stop):
             if deadline is not None and time.time() + step_s + DEADLINE_MARGIN_S > deadline:
@@ -230,8 +223,7 @@ def run_shard(run: Run, rnd: int, shard: int, *, deadline: float | None = None,
                                        f"{step - first} of {stop - first} local steps; lower functions.local_steps "
                                        "or raise functions.timeout_s")
             t0 = time.perf_counter()
-            losses.append(forward_backward(model, run.spec, dataset.batch(run.spec, step, shard, K)))
-            apply_update(model, inner, run.spec, step)
+            losses.append(engine.local_step(inner, step, shard, K))
             step_s = max(step_s, time.perf_counter() - t0)
         loss = sum(losses) / len(losses)
         vector = _flat(params) - theta0
@@ -239,12 +231,12 @@ def run_shard(run: Run, rnd: int, shard: int, *, deadline: float | None = None,
             state_written = _save_inner(run, rnd, shard, digest, inner)
     t_compute = time.time()
     seconds = t_compute - t_enter
-    meta = {"loss": loss, "weight": 1.0, "seconds": round(seconds, 4), "cost_usd": cost_per_second * seconds}
-    written = Exchange(run.store, _round(run, rnd, digest), run.config.dtype).put_shard(shard, vector, meta)
-    return {"status": "ok", **base, "loss": loss, "bytes_written": written,
-            "state_bytes": {"read": state_read, "written": state_written},
-            "seconds": {"load": round(t_load - t_enter, 4), "compute": round(t_compute - t_load, 4),
-                        "write": round(time.time() - t_compute, 4)}}
+    piece_meta = {"loss": loss, "weight": 1.0, "seconds": round(seconds, 4), "cost_usd": cost_per_second * seconds}
+    written = Exchange(run.store, _round(run, rnd, digest), run.config.dtype).put_shard(shard, vector, piece_meta)
+    return ShardStatus(status="ok", **{**base, "loss": loss}, bytes_written=written,
+                       state_bytes={"read": state_read, "written": state_written},
+                       seconds={"load": round(t_load - t_enter, 4), "compute": round(t_compute - t_load, 4),
+                                "write": round(time.time() - t_compute, 4)}).to_dict()
 
 
 # ------------------------------------------------------------------------------------------ reduce
@@ -289,67 +281,65 @@ def reduce_round(run: Run, rnd: int, pieces: list[int] | None = None, *, baton: 
 def commit_round(run: Run, rnd: int, baton: str, *, cost_per_second: float = 0.0, t_enter: float | None = None) -> dict:
     """Assemble round `rnd`'s reduced vector, update the parent state, commit the next baton (fenced)."""
     t_enter = t_enter or time.time()
-    determinism.configure()
-    parent, state = run.baton.resume()
+    engine = _engine(run, cost_per_second=cost_per_second, t_enter=t_enter)
+    diloco = run.config.sync == "diloco"
+    engine.resume(_run_optimizer(run))
+    parent = engine.commit_record
     if baton_digest(run, parent) != baton:
-        pos = _position(run, None if state is None else state["meta"])
+        pos = _position(run, engine.meta.to_dict() if parent else None)
         return {"status": "done" if pos["done"] else "stale", "round": rnd, **pos}
-    ex = Exchange(run.store, _round(run, rnd, baton), run.config.dtype)
-    vector, info = ex.assemble()
+    t_assemble = time.perf_counter()
+    vector, info = Exchange(run.store, _round(run, rnd, baton), run.config.dtype).assemble()
+    comm_s = time.perf_counter() - t_assemble
 
-    model, optimizer = _build(run.spec)
+    model, optimizer, spec = engine.model, engine.optimizer, run.spec
     params = list(model_tensors(model).values())
-    first, stop = run.config.round_steps(rnd, run.spec.steps)
-    if run.config.sync == "gradients":
-        if state is not None:
-            restore(model, optimizer, state)
-        for p, g in zip(params, _unflat(vector, params)):
+    first, stop = run.config.round_steps(rnd, spec.steps)
+    record = {"kind": "train", "step": stop, "lr": lr_at(spec, stop - 1), "comm_s": comm_s}
+    if not diloco:
+        for p, g in zip(params, _unflat(vector, params), strict=True):
             p.grad = g.clone()
-        apply_update(model, optimizer, run.spec, first)
+        record["grad_norm"] = apply_update(model, optimizer, spec, first)
     else:
-        optimizer = torch.optim.SGD(params, lr=run.config.outer_lr, momentum=run.config.outer_momentum,
-                                    nesterov=run.config.outer_momentum > 0, foreach=False)
-        if state is not None:
-            restore(model, optimizer, state)
-        for p, d in zip(params, _unflat(vector, params)):
+        for p, d in zip(params, _unflat(vector, params), strict=True):
             p.grad = -d  # the outer pseudo-gradient: theta_start - mean(theta_local)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     metas = info["metas"]
-    loss = sum(m["loss"] * m.get("weight", 1.0) for m in metas.values()) / sum(m.get("weight", 1.0) for m in metas.values())
-    meta = {"step": 0, "tokens": 0, "loss": None, "done": False, "cost_usd": 0.0, "timings": {},
-            "metrics": {"train": [], "eval": []}, "spec_digest": run.spec.digest()}
-    if state is not None:
-        meta.update({k: v for k, v in state["meta"].items() if k in meta})
+    weight = sum(m.get("weight", 1.0) for m in metas.values())
+    loss = sum(m["loss"] * m.get("weight", 1.0) for m in metas.values()) / weight
     round_cost = (sum(m.get("cost_usd", 0.0) for m in metas.values())
                   + sum(r.get("cost_usd", 0.0) for r in info["reducers"]))
-    done = stop >= run.spec.steps
-    meta["metrics"]["train"].append([stop, loss, lr_at(run.spec, stop - 1)])
-    meta.update(step=stop, loss=loss, tokens=stop * run.spec.tokens_per_step, done=done, shards_round=rnd + 1,
-                shards_parent_baton=baton,
-                timings={"round_shard_max_s": max(m.get("seconds", 0.0) for m in metas.values())})
-    if done:
-        dataset = open_dataset(run.store, run.spec)
-        meta["val_loss"] = evaluate(model, run.spec, dataset)
-        meta["metrics"]["eval"].append([stop, meta["val_loss"]])
-    meta["rng"] = determinism.capture_rng()
-    meta["cost_usd"] += round_cost + cost_per_second * (time.time() - t_enter)
-    weights = {k: v.detach() for k, v in model_tensors(model).items()}
-    new = run.baton.commit(0 if parent is None else parent["gen"],
-                           {"weights": weights, "optimizer": optimizer.state_dict(), "meta": meta})
-    # (the leg id stays Baton's random one: a losing committer deletes its own objects, never the winner's)
-    if new is None:
+    shard_max_s = max(m.get("seconds", 0.0) for m in metas.values())
+    meta = engine.meta
+    meta.step, meta.loss, meta.tokens = stop, loss, stop * spec.tokens_per_step
+    meta.shards_round, meta.shards_parent_baton = rnd + 1, baton
+    meta.timings = {"round_shard_max_s": shard_max_s}
+    tokens = (stop - first) * spec.tokens_per_step
+    engine.records.append({**record, "loss": loss, "tokens": meta.tokens, "step_s": shard_max_s,
+                           "tokens_per_s": tokens / shard_max_s if shard_max_s else None})
+    done = stop >= spec.steps
+    if not engine.commit(extra_cost_usd=round_cost):
         return {"status": "lost_race", "round": rnd, "current_round": rnd + 1, "step": stop, "done": done}
-    if done:
-        run.store.write(f"{EVAL_PREFIX}{new['gen']:08d}.json",
-                        json.dumps({"gen": new["gen"], "step": stop, "loss": meta["val_loss"]}).encode())
     swept = sweep(run.store, rnd)
     _sweep_inner(run.store, rnd)  # the next round's shards read inner/<rnd>
-    run.baton.prune(run.spec.keep_last)
-    out = {"status": "committed", "round": rnd, "next_round": rnd + 1, "current_round": rnd + 1, "gen": new["gen"],
-           "step": stop, "loss": loss, "done": done, "cost_usd": meta["cost_usd"], "tokens": meta["tokens"],
-           "weights_sha256": new["weights_sha256"], "swept": swept, "commit_bytes_read": info["bytes_read"]}
-    if done:
-        out["val_loss"] = meta["val_loss"]
+    out = {"status": "committed", "round": rnd, "next_round": rnd + 1, "current_round": rnd + 1, "gen": engine.gen,
+           "step": stop, "loss": loss, "done": done, "cost_usd": meta.cost_usd, "tokens": meta.tokens,
+           "weights_sha256": engine.status.weights_sha256, "swept": swept, "commit_bytes_read": info["bytes_read"]}
+    if engine.status.val_loss is not None:
+        out["val_loss"] = engine.status.val_loss
     return out
+
+
+def _run_optimizer(run: Run):
+    """The optimizer a commit of this run carries: the spec's AdamW (None: the engine's default), or for
+    DiLoCo the outer step, Nesterov SGD on the pseudo-gradient."""
+    if run.config.sync != "diloco":
+        return None
+
+    def make(model):
+        return torch.optim.SGD(list(model_tensors(model).values()), lr=run.config.outer_lr,
+                               momentum=run.config.outer_momentum, nesterov=run.config.outer_momentum > 0,
+                               foreach=False)
+    return make

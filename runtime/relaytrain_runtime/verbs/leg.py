@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 
@@ -22,6 +23,8 @@ def run(args) -> int:
 
     if args.max_steps is not None and args.max_steps < 1:
         raise RelayError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if not (math.isfinite(args.cost_per_second) and args.cost_per_second >= 0):
+        raise RelayError(f"--cost-per-second must be a finite number >= 0, got {args.cost_per_second}")
     status = run_leg(args.store, deadline=deadline_from(args.max_seconds), max_steps=args.max_steps,
                      cost_per_second=args.cost_per_second, cache_dir=args.cache_dir,
                      on_step=progress_printer() if args.progress else None)

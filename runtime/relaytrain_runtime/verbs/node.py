@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -11,7 +12,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--store", required=True, help="store URL of the run (s3://, gs:// or file://)")
     parser.add_argument("--checkpoint-every", type=float, default=600.0, metavar="SECONDS",
                         help="commit a checkpoint at least this often (default 600)")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: run to the end)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop after this many steps (default: run to the end)")
     parser.add_argument("--instance-type", default=None,
                         help="accrue this instance's price (relaytrain_runtime.pricing), e.g. g5.xlarge")
     parser.add_argument("--spot", action="store_true", help="with --instance-type: use the spot price")
@@ -28,8 +30,10 @@ def run(args) -> int:
     from relaytrain_runtime import RelayError
     from relaytrain_runtime.pricing import INSTANCE_HOURLY_USD, instance_cost_per_second
 
-    if args.checkpoint_every <= 0:
-        raise RelayError(f"--checkpoint-every must be > 0 seconds, got {args.checkpoint_every}")
+    if not (math.isfinite(args.checkpoint_every) and args.checkpoint_every > 0):
+        raise RelayError(f"--checkpoint-every must be > 0 seconds (finite), got {args.checkpoint_every}")
+    if args.cost_per_second is not None and not (math.isfinite(args.cost_per_second) and args.cost_per_second >= 0):
+        raise RelayError(f"--cost-per-second must be a finite number >= 0, got {args.cost_per_second}")
     if args.max_steps is not None and args.max_steps < 1:
         raise RelayError(f"--max-steps must be >= 1, got {args.max_steps}")
     cost = args.cost_per_second
