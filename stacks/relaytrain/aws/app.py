@@ -15,7 +15,6 @@ from relaytrain.aws import nag
 from relaytrain.aws.stack import RelaytrainStack
 from relaytrain.blueprint.schema import Blueprint
 
-
 # Feature flags of a new CDK project, set here so `relaytrain synth` and `cdk synth` agree.
 FEATURE_FLAGS = {
     "@aws-cdk/core:checkSecretUsage": True,

@@ -10,8 +10,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
+from relaytrain_runtime import RelayError
+from relaytrain_runtime.pricing import INSTANCE_HOURLY_USD
 
-from relaytrain.aws.names import DATA_PREFIX, RUN_PREFIX, stack_name
 from relaytrain.aws.constructs import (
     DatasetBucket,
     EfsCache,
@@ -24,9 +25,8 @@ from relaytrain.aws.constructs import (
 )
 from relaytrain.aws.constructs.gpu_node import DEFAULT_INSTANCE_TYPE, DLAMI_PARAMETER
 from relaytrain.aws.constructs.step_trainer import DEFAULT_LEGS_PER_EXECUTION, HANDLER
+from relaytrain.aws.names import DATA_PREFIX, RUN_PREFIX, stack_name
 from relaytrain.blueprint.schema import Blueprint, Lambda
-from relaytrain_runtime import RelayError
-from relaytrain_runtime.pricing import INSTANCE_HOURLY_USD
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 RUNTIME_DIR = ROOT / "runtime"  # build context of the runtime image (runtime/Dockerfile)

@@ -7,7 +7,6 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-
 from relaytrain_runtime import RelayError
 
 
