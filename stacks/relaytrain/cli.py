@@ -19,6 +19,7 @@ KIT_VERBS: dict[str, tuple[str, str]] = {
     "synth": ("relaytrain.commands.synth", "write CloudFormation templates (AWS) and resource plans (GCP) for review"),
     "launch": ("relaytrain.commands.launch", "start a run on a deployed AWS stack"),
     "status": ("relaytrain.commands.status", "show a deployed run: step, loss, legs, accrued cost, latest checkpoint"),
+    "image": ("relaytrain.commands.image", "build or push the runtime's Lambda image (runtime/Dockerfile) for CI"),
 }
 
 VERBS = {**KIT_VERBS, **RUNTIME_VERBS}

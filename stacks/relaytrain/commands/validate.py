@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from relaytrain.blueprint import BlueprintError, catalog_files, load
+from relaytrain.blueprint.validate import advice
 
 
 def add_arguments(parser) -> None:
@@ -25,6 +26,8 @@ def run(args) -> int:
             continue
         where = f"{bp.cloud} {bp.region}"
         print(f"{path}: ok ({bp.name}: {bp.topology} on {where})")
+        for field, message in advice(bp):
+            print(f"{path}: warning: {'.'.join(field)}: {message}")
     for line in problems:
         print(line, file=sys.stderr)
     if problems:

@@ -49,8 +49,12 @@ class DatasetBucket(Construct):
             self,
             "AccessLogs",
             **{**secure, "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_PREFERRED},
-            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(365))],
+            versioned=True,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(365),
+                                              noncurrent_version_expiration=Duration.days(30))],
         )
+        nag.checkov_skip(self.access_log_bucket, "CKV_AWS_18",
+                         "the access-log bucket itself: its access logs would be written into itself")
         self.bucket = s3.Bucket(
             self,
             "Bucket",

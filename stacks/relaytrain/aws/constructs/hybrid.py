@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, Names, Stack
+from aws_cdk import ArnFormat, Duration, Names, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -225,7 +225,9 @@ class HybridPipeline(Construct):
     def _acknowledge(self, bucket: s3.IBucket, run_prefix: str) -> None:
         """The state machine role's wildcard resources, each with the reason AWS leaves no narrower form."""
         stack, machine = self._stack, self.state_machine
-        region, account = stack.region, "<AWS::AccountId>"
+        # as cdk-nag prints the account: a token without credentials, the literal ID when the CLI found one
+        account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+        region = stack.region
         for kind in CREATED_BY_RUN_INSTANCES:
             nag.ack(machine, f"AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{account}:{kind}/*]",
                     f"RunInstances/TerminateInstances act on {kind}s created by the call, "
