@@ -133,14 +133,15 @@ class RelaytrainStack(Stack):
                 self, "RuntimeRepository", repository_arn=arn, repository_name=name)
         return self._repository, match.group("digest") or match.group("tag")
 
-    def _stage_props(self, config: Lambda) -> dict:
+    def _stage_props(self, config: Lambda, **environment: str) -> dict:
         return dict(
             code=self._image(),
             memory_mb=config.memory_mb,
             timeout_s=config.timeout_s,
             ephemeral_mb=config.ephemeral_mb,
             architecture=config.architecture,
-            environment={"RELAYTRAIN_MARGIN_S": str(config.leg_margin_s)},  # the leg stops this long before the deadline
+            # the leg stops RELAYTRAIN_MARGIN_S before the deadline
+            environment={"RELAYTRAIN_MARGIN_S": str(config.leg_margin_s), **environment},
         )
 
     def _lambda_steps(self) -> None:
@@ -219,7 +220,9 @@ class RelaytrainStack(Stack):
         network = TrainingNetwork(self, "Network", public_subnets=True)
         node = self._node(network, launch=False)
         pre_cfg, eval_cfg = bp.preprocess or Lambda(), bp.evaluate or Lambda()
-        preprocess = StageFunction(self, "Preprocess", description="relaytrain preprocess (one raw object per invocation)", **self._stage_props(pre_cfg))
+        # the only prefix preprocessing may read sources under (the runtime's store.confine checks events against it)
+        sources = {"RELAYTRAIN_SOURCE_PREFIX": f"s3://{self.data.bucket.bucket_name}/{bp.dataset.raw_prefix}"}
+        preprocess = StageFunction(self, "Preprocess", description="relaytrain preprocess (one raw object per invocation)", **self._stage_props(pre_cfg, **sources))
         evaluate = StageFunction(self, "Evaluate", description="relaytrain evaluate (one checkpoint per invocation)", **self._stage_props(eval_cfg))
         raw = bp.dataset.raw_prefix
         bucket = self.data.bucket.bucket_name

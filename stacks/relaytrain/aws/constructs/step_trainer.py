@@ -87,8 +87,8 @@ class StageFunction(Construct):
         nag.checkov_skip(self.function, "CKV_AWS_116", "invoked synchronously by Step Functions, which retries it and "
                          "records every failure in the execution history; a dead-letter queue serves asynchronous "
                          "invocations only")
-        nag.checkov_skip(self.function, "CKV_AWS_173", "its variables hold no secret (leg margin, cache path); Lambda "
-                         "encrypts them at rest with its AWS-managed key")
+        nag.checkov_skip(self.function, "CKV_AWS_173", "its variables hold no secret (leg margin, cache path, "
+                         "source prefix); Lambda encrypts them at rest with its AWS-managed key")
         if vpc is None:
             nag.checkov_skip(self.function, "CKV_AWS_117", "reaches only public AWS endpoints (S3, CloudWatch, X-Ray) "
                              "with IAM over TLS; a VPC would add NAT or interface endpoints and protect nothing more")
