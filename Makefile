@@ -5,10 +5,25 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_HOME := $(CURDIR)/.cdk-home
+# nothing leaves the machine: no CDK CLI telemetry (notices are off in cdk.json)
+export CDK_DISABLE_CLI_TELEMETRY := true
+CDK_CLI := node_modules/.bin/cdk
+CHECKOV := .venv-checkov/bin/checkov
 
 .PHONY: setup demo test bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(CDK_CLI) $(CHECKOV)
+
+# the CDK CLI pinned in package-lock.json (`npx cdk ...`)
+$(CDK_CLI): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(CDK_CLI)
+
+# checkov in its own environment: its pins would fight the main venv's
+$(CHECKOV): requirements-checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install -q -r requirements-checkov.txt
+	touch $(CHECKOV)
 
 $(STAMP): requirements-dev.txt pyproject.toml runtime/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +38,11 @@ demo: $(STAMP)
 	$(VENV)/bin/relaytrain run blueprints/tiny-gpt-lambda-steps.yaml --local --store file://$(CURDIR)/runs/demo
 	$(VENV)/bin/relaytrain synth --out review
 
-test: $(STAMP)
+test: $(STAMP) $(CDK_CLI) $(CHECKOV)
 	$(PY) -m pytest -q -n 2 tests
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) runs review cdk.out .pytest_cache
+	rm -rf $(VENV) .venv-checkov node_modules runs review cdk.out .pytest_cache

@@ -30,6 +30,7 @@ KIT_VERBS: dict[str, tuple[str, str]] = {
                                              "tokens/s, ETA, cost and projected cost; --watch"),
     "report": ("relaytrain.commands.report", "plots, summary table (--out) and TensorBoard event files "
                                              "(--tensorboard) of a run's metrics stream"),
+    "image": ("relaytrain.commands.image", "build or push the runtime's Lambda image (runtime/Dockerfile) for CI"),
 }
 
 VERBS = {**KIT_VERBS, **RUNTIME_VERBS}

@@ -6,6 +6,7 @@ without the context value, every AWS blueprint of the catalog. `cdk.json` runs t
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 
@@ -15,19 +16,14 @@ from relaytrain.aws import nag
 from relaytrain.aws.stack import RelaytrainStack
 from relaytrain.blueprint.schema import Blueprint
 
-
-# Feature flags of a new CDK project, set here so `relaytrain synth` and `cdk synth` agree.
-FEATURE_FLAGS = {
-    "@aws-cdk/core:checkSecretUsage": True,
-    "@aws-cdk/core:enablePartitionLiterals": True,
-    "@aws-cdk/aws-iam:minimizePolicies": True,
-    "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
-    "@aws-cdk/aws-ec2:restrictDefaultSecurityGroup": True,
-    "@aws-cdk/aws-lambda:recognizeLayerVersion": True,
-}
+CDK_JSON = pathlib.Path(__file__).resolve().parents[3] / "cdk.json"
+# The feature flags of a new CDK app for the pinned aws-cdk-lib (cdk.json's context, read here so
+# `relaytrain synth` in one process and `npx cdk synth` build the same templates).
+FEATURE_FLAGS = {k: v for k, v in json.loads(CDK_JSON.read_text())["context"].items() if k.startswith("@aws-cdk")}
 
 
-def build_app(blueprints: list[Blueprint], *, outdir: str | None = None, **stack_kwargs) -> tuple[App, list[RelaytrainStack]]:
+def build_app(blueprints: list[Blueprint], *, outdir: str | None = None,
+              **stack_kwargs) -> tuple[App, list[RelaytrainStack]]:
     """An app with one stack per AWS blueprint (others are skipped) and cdk-nag registered."""
     options = {"outdir": outdir} if outdir else {}
     app = App(analytics_reporting=False, context=FEATURE_FLAGS, **options)

@@ -129,5 +129,6 @@ class Blueprint(Strict):
     preprocess: Lambda | None = None  # hybrid
     evaluate: Lambda | None = None  # hybrid
     cache: Cache = Field(default_factory=Cache)
+    image_uri: str = ""  # aws: the runtime image prebuilt in ECR (digest-pinned recommended); empty = built as an asset
     budget_usd: float | None = None
     tags: dict[str, str] = Field(default_factory=dict)

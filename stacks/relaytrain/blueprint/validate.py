@@ -33,6 +33,12 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 GCP_LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 GCP_LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+# an ECR image: ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY then :TAG or @sha256:DIGEST
+ECR_IMAGE_RE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/"
+    r"(?P<repository>(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@(?P<digest>sha256:[0-9a-f]{64}))$"
+)
 
 
 def _section(bp: Blueprint, name: str):
@@ -278,6 +284,7 @@ def check(bp: Blueprint) -> list[Problem]:
     if bp.budget_usd is not None and not bp.budget_usd > 0:
         problems.append((("budget_usd",), f"must be > 0 (USD), got {bp.budget_usd:g}"))
     _tags(problems, bp)
+    _image_uri(problems, bp)
     if not spec_problems and not problems:
         _feasibility(problems, bp)
     return problems
@@ -292,6 +299,30 @@ def _training(problems, bp: Blueprint) -> bool:
         problems.append((("training", "dataset"), f"must be 'stdlib' or a store URL (s3://, gs://, file://), "
                                                   f"got {dataset!r}"))
     return len(problems) > before
+
+
+def _image_uri(problems, bp: Blueprint) -> None:
+    if not bp.image_uri:
+        return
+    match = ECR_IMAGE_RE.match(bp.image_uri)
+    if bp.cloud != "aws" or bp.topology == "gpu-node":
+        problems.append((("image_uri",), "is used by AWS Lambda workers only (lambda-steps, hybrid); GPU nodes "
+                                         "install the runtime from the stack's source asset"))
+    elif not match:
+        problems.append((("image_uri",), f"{bp.image_uri!r} is not an ECR image URI (ACCOUNT.dkr.ecr.REGION"
+                                         ".amazonaws.com/REPOSITORY@sha256:DIGEST, or :TAG)"))
+    elif match.group("region") != bp.region:
+        problems.append((("image_uri",), f"the image is in {match.group('region')}; Lambda pulls images from "
+                                         f"the function's own region ({bp.region})"))
+
+
+def advice(bp: Blueprint) -> list[Problem]:
+    """Not problems, but choices worth a second look: (field path, message)."""
+    match = ECR_IMAGE_RE.match(bp.image_uri) if bp.image_uri else None
+    if match and match.group("tag"):
+        return [(("image_uri",), f"tag {match.group('tag')!r} can be moved to another image; pin the digest "
+                                 "(REPOSITORY@sha256:...) that `relaytrain image push` prints")]
+    return []
 
 
 def _tags(problems, bp: Blueprint) -> None:

@@ -9,6 +9,7 @@ import json
 import sys
 
 from relaytrain.blueprint import BlueprintError, catalog_files, load
+from relaytrain.blueprint.validate import advice
 
 
 def add_arguments(parser) -> None:
@@ -25,10 +26,13 @@ def run(args) -> int:
         except BlueprintError as exc:
             problems += exc.problems
             continue
+        warnings = [{"field": ".".join(field), "message": message} for field, message in advice(bp)]
         valid.append({"file": str(path), "name": bp.name, "topology": bp.topology, "cloud": bp.cloud,
-                      "region": bp.region})
+                      "region": bp.region, "warnings": warnings})
         if not args.json:
             print(f"{path}: ok ({bp.name}: {bp.topology} on {bp.cloud} {bp.region})")
+            for w in warnings:
+                print(f"{path}: warning: {w['field']}: {w['message']}")
     if args.json:
         print(json.dumps({"valid": valid, "problems": problems}, sort_keys=True))
     for line in problems:

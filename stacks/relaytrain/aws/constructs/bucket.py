@@ -6,9 +6,9 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+from relaytrain_runtime import RelayError
 
 from relaytrain.aws import nag
-from relaytrain_runtime import RelayError
 
 
 class DatasetBucket(Construct):
@@ -49,8 +49,12 @@ class DatasetBucket(Construct):
             self,
             "AccessLogs",
             **{**secure, "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_PREFERRED},
-            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(365))],
+            versioned=True,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(365),
+                                              noncurrent_version_expiration=Duration.days(30))],
         )
+        nag.checkov_skip(self.access_log_bucket, "CKV_AWS_18",
+                         "the access-log bucket itself: its access logs would be written into itself")
         self.bucket = s3.Bucket(
             self,
             "Bucket",

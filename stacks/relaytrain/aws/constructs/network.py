@@ -7,8 +7,9 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-
 from relaytrain_runtime import RelayError
+
+from relaytrain.aws.constructs.core import log_group
 
 
 class TrainingNetwork(Construct):
@@ -39,9 +40,7 @@ class TrainingNetwork(Construct):
             subnets = [ec2.SubnetConfiguration(name="workers", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=22)]
             if public_subnets:
                 subnets.append(ec2.SubnetConfiguration(name="nodes", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24))
-            self.flow_log_group = logs.LogGroup(
-                self, "FlowLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
-            )
+            self.flow_log_group = log_group(self, "FlowLogs")
             vpc = ec2.Vpc(
                 self,
                 "Vpc",
