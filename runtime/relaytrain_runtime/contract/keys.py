@@ -7,7 +7,7 @@
     legs/<gen:08d>-<leg>.json         status of the leg (or node) that committed gen
     eval/<gen:08d>.json               evaluation record of gen
     report/summary.json, loss.png     the local relay's report
-    data/manifest.json, tokenizer.json, data/parts/...   a prepared dataset
+    data/manifest.json, tokenizer.json, prepare.json, tokenizer/, parts/...   a prepared dataset
     rounds/<round>-<baton>/...        function-shards exchange objects
     inner/<round:08d>/<shard:04d>     diloco: a shard's AdamW moments
     metrics/<gen:08d>-<leg>.jsonl     the metrics stream: one object per commit, never rewritten
@@ -95,3 +95,7 @@ def gen_of_metrics_key(key: str) -> int | None:
         return None
     stem = key[len(METRICS_PREFIX):].split("-", 1)[0]
     return int(stem) if stem.isdigit() else None
+
+
+PREPARE_KEY = DATA_PREFIX + "prepare.json"  # a dataset's preparation settings, created once by the plan phase
+TOKENIZER_DIR_PREFIX = DATA_PREFIX + "tokenizer/"  # a pretrained tokenizer's own files (config, chat template)
