@@ -218,11 +218,11 @@ def _hold_out_tail(train: list[dict], fraction: float) -> tuple[list[dict], list
 
 def manifest(store_url: str) -> dict:
     store = open_store(store_url)
-    conf = _read_settings(store)
-    tok = load_stored(store)
     records_ = [json.loads(store.read(k)) for k in store.list(PARTS_PREFIX) if k.endswith(".json")]
     if not records_:
         raise RelayError(f"{store.url} has no token parts under {PARTS_PREFIX}; run the 'shard' phase first")
+    conf = _read_settings(store)
+    tok = load_stored(store)
     records_.sort(key=lambda r: (r["source"] != conf["source"], r["key"]))
     splits = {s: [r["splits"][s] for r in records_ if s in r["splits"]] for s in ("train", "val")}
     if not splits["train"] or not sum(s["tokens"] for s in splits["train"]):

@@ -36,6 +36,7 @@ class RunSpec:
     mlm_probability: float = 0.15  # bert presets only
     keep_last: int = 3  # checkpoints kept in the store
     eval_batches: int = 8  # held-out batches for validation loss
+    sampling: str = "epochs"  # epochs (each window once per epoch; default: exact data accounting) | replacement
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -63,6 +64,8 @@ class RunSpec:
             out.append(f"lr: must be > 0, got {self.lr}")
         if self.keep_last < 1:
             out.append(f"keep_last: must be >= 1, got {self.keep_last}")
+        if self.sampling not in ("epochs", "replacement"):
+            out.append(f"sampling: must be epochs or replacement, got {self.sampling!r}")
         return out
 
     @property

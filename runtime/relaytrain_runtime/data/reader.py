@@ -229,7 +229,7 @@ def epochs(spec, train_tokens: int) -> float:
 def _starts(spec, step: int, dataset: Dataset) -> np.ndarray:
     length = spec.sequence_length
     train = dataset.splits["train"]
-    if getattr(spec, "sampling", "epochs") == "replacement":
+    if spec.sampling == "replacement":
         return np.random.default_rng([spec.seed, step]).integers(0, len(train) - length + 1, size=spec.batch_size)
     n = len(train) // length
     g = step * spec.batch_size + np.arange(spec.batch_size, dtype=np.int64)

@@ -44,6 +44,7 @@ class Training(Strict):
     mlm_probability: float = 0.15
     keep_last: int = 3
     eval_batches: int = 8
+    sampling: Literal["epochs", "replacement"] = "epochs"
 
     def run_spec(self) -> RunSpec:
         return RunSpec(**self.model_dump())
