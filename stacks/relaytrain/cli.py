@@ -19,9 +19,10 @@ KIT_VERBS: dict[str, tuple[str, str]] = {
     "synth": ("relaytrain.commands.synth", "write CloudFormation templates (AWS) and resource plans (GCP) for review"),
     "launch": ("relaytrain.commands.launch", "start a run on a deployed AWS stack"),
     "status": ("relaytrain.commands.status", "show a deployed run: step, loss, legs, accrued cost, latest checkpoint"),
+    "data": ("relaytrain.commands.data", "prepare a dataset (checked against a blueprint's bucket) or inspect one"),
 }
 
-VERBS = {**KIT_VERBS, **RUNTIME_VERBS}
+VERBS = {**KIT_VERBS, **{k: v for k, v in RUNTIME_VERBS.items() if k not in KIT_VERBS}}
 
 
 def main(argv: list[str] | None = None) -> int:

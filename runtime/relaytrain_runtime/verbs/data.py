@@ -15,7 +15,8 @@ from relaytrain_runtime.preprocess import DEFAULT_SAMPLE_BYTES, DEFAULT_VAL_FRAC
 SAMPLE_TOKENS = 64
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser) -> dict:
+    """The verb's options; returns its action parsers by name (the kit adds to `prepare`)."""
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = sub.add_parser("prepare", help="tokenize a corpus into a dataset store (shards + manifest)")
     p.add_argument("source", metavar="SOURCE", help="folder, object prefix or one object: path, file://, s3://, gs://")
@@ -24,6 +25,7 @@ def add_arguments(parser) -> None:
     i = sub.add_parser("inspect", help="documents, tokens, shards, bytes, split and a decoded sample of a dataset")
     i.add_argument("url", metavar="URL", help="the dataset's store URL")
     i.add_argument("--json", action="store_true", help="one JSON object instead of lines")
+    return {"prepare": p, "inspect": i}
 
 
 def add_prepare_options(p) -> None:

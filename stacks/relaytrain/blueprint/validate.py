@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from relaytrain_runtime import RelayError
 
 from relaytrain.blueprint import limits as L
+from relaytrain.blueprint.dataset import dataset_problems
 from relaytrain.blueprint.memory import GIB, Memory, checkpoint_bytes, training_memory
 from relaytrain.blueprint.schema import Blueprint, Functions, Gpu, Lambda
 
@@ -278,6 +279,8 @@ def _training(problems, bp: Blueprint) -> bool:
     if dataset != "stdlib" and not re.match(r"^(s3|gs|file)://.+", dataset):
         problems.append((("training", "dataset"), f"must be 'stdlib' or a store URL (s3://, gs://, file://), "
                                                   f"got {dataset!r}"))
+    else:
+        problems += dataset_problems(bp.cloud, bp.dataset.bucket, dataset)
     return len(problems) > before
 
 
