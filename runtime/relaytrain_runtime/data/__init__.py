@@ -34,6 +34,7 @@ from relaytrain_runtime.data.build import (
     unigram_entropy,
     write_dataset,
     write_manifest,
+    write_token_dataset,
 )
 from relaytrain_runtime.data.reader import (
     SAMPLING,
@@ -52,5 +53,5 @@ __all__ = [
     "SPECIAL_TOKENS", "STDLIB_CAP_BYTES", "TOKENIZER_KEY", "VAL_EVERY", "DataError", "Dataset", "batch",
     "build_stdlib_dataset", "dataset_store", "default_cache_dir", "encode_split", "ensure_dataset", "epochs",
     "eval_batch", "open_dataset", "permute", "position", "read_manifest", "split_files", "stdlib_files",
-    "train_tokenizer", "unigram_entropy", "write_dataset", "write_manifest",
+    "train_tokenizer", "unigram_entropy", "write_dataset", "write_manifest", "write_token_dataset",
 ]

@@ -99,33 +99,45 @@ def unigram_entropy(tokens: np.ndarray, vocab_size: int) -> float:
 def write_dataset(store: Store, splits: dict[str, list[str]], vocab_size: int, *, corpus: dict,
                   compression: str | None = None, shard_tokens: int = SHARD_TOKENS) -> dict:
     """Train the tokenizer on the train split, write shards, then the manifest (last)."""
+    tok = train_tokenizer(splits["train"], vocab_size)
+    store.write(TOKENIZER_KEY, tok.to_str().encode())
+    ids = {split: [encode_split(tok, texts)] for split, texts in splits.items()}
+    special = {name: tok.token_to_id(name) for name in SPECIAL_TOKENS}
+    return write_token_dataset(store, ids, tok.get_vocab_size(), special, corpus=corpus, compression=compression, shard_tokens=shard_tokens)
+
+
+def write_token_dataset(store: Store, splits: dict[str, list[np.ndarray]], vocab_size: int, special: dict,
+                        *, corpus: dict, compression: str | None = None, shard_tokens: int = SHARD_TOKENS) -> dict:
+    """Shards of already-tokenized splits (each a list of id arrays, concatenated), then the manifest (last).
+
+    The tokenizer (`data/tokenizer.json`) is the caller's to write."""
     if compression not in (None, "zstd"):
         raise DataError(f"compression must be none or zstd, got {compression!r}")
-    tok = train_tokenizer(splits["train"], vocab_size)
     dtype = "uint16" if vocab_size <= 1 << 16 else "uint32"
-    store.write(TOKENIZER_KEY, tok.to_str().encode())
-    manifest = {"format": MANIFEST_FORMAT, "tokenizer": TOKENIZER_KEY, "vocab_size": tok.get_vocab_size(),
-                "dtype": dtype,
-                "special_tokens": {name: tok.token_to_id(name) for name in SPECIAL_TOKENS},
-                "corpus": corpus, "splits": {}}
-    for split, texts in splits.items():
-        ids = encode_split(tok, texts)
+    manifest = {"format": MANIFEST_FORMAT, "tokenizer": TOKENIZER_KEY, "vocab_size": vocab_size, "dtype": dtype,
+                "special_tokens": special, "corpus": corpus, "splits": {}}
+    for split, arrays in splits.items():
+        shards, n = [], 0
         if split == "train":
-            manifest["unigram_entropy_nats"] = unigram_entropy(ids, tok.get_vocab_size())
-        shards = []
-        for i, start in enumerate(range(0, len(ids), shard_tokens)):
-            raw = ids[start:start + shard_tokens].astype(dtype).tobytes()
-            name = f"{DATA_PREFIX}{split}-{i:05d}.bin"
-            if compression == "zstd":
-                import zstandard
-
-                raw, name = zstandard.ZstdCompressor(level=3).compress(raw), name + ".zst"
-            store.write(name, raw)
-            shards.append({"name": name, "tokens": int(min(shard_tokens, len(ids) - start)),
-                           "sha256": hashlib.sha256(raw).hexdigest(), "compression": compression})
+            manifest["unigram_entropy_nats"] = unigram_entropy(np.concatenate(arrays), vocab_size)
+        for ids in arrays:
+            for start in range(0, len(ids), shard_tokens):
+                shards.append(_write_shard(store, f"{DATA_PREFIX}{split}-{n:05d}.bin",
+                                           ids[start:start + shard_tokens].astype(dtype).tobytes(), compression))
+                shards[-1]["tokens"] = int(min(shard_tokens, len(ids) - start))
+                n += 1
         manifest["splits"][split] = shards
     write_manifest(store, manifest)
     return manifest
+
+
+def _write_shard(store: Store, name: str, raw: bytes, compression: str | None) -> dict:
+    if compression == "zstd":
+        import zstandard
+
+        raw, name = zstandard.ZstdCompressor(level=3).compress(raw), name + ".zst"
+    store.write(name, raw)
+    return {"name": name, "sha256": hashlib.sha256(raw).hexdigest(), "compression": compression}
 
 
 def write_manifest(store: Store, manifest: dict) -> None:
