@@ -103,7 +103,8 @@ def write_dataset(store: Store, splits: dict[str, list[str]], vocab_size: int, *
     store.write(TOKENIZER_KEY, tok.to_str().encode())
     ids = {split: [encode_split(tok, texts)] for split, texts in splits.items()}
     special = {name: tok.token_to_id(name) for name in SPECIAL_TOKENS}
-    return write_token_dataset(store, ids, tok.get_vocab_size(), special, corpus=corpus, compression=compression, shard_tokens=shard_tokens)
+    return write_token_dataset(store, ids, tok.get_vocab_size(), special, corpus=corpus,
+                               compression=compression, shard_tokens=shard_tokens)
 
 
 def write_token_dataset(store: Store, splits: dict[str, list[np.ndarray]], vocab_size: int, special: dict,
