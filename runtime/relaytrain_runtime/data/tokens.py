@@ -6,8 +6,8 @@ Three kinds (the `--tokenizer` of `relaytrain data prepare`):
 - a pretrained model's directory (its tokenizer.json / tokenizer_config.json / chat template), loaded
   with transformers' AutoTokenizer when a chat template must be rendered.
 
-Every tokenizer needs an end-of-text token: `<|endoftext|>`, or the `eos_token` of its
-tokenizer_config.json. Chat records render with the tokenizer's chat template when it has one,
+Every tokenizer needs an end-of-text token: the `eos_token` of its tokenizer_config.json, else
+`<|endoftext|>`. Chat records render with the tokenizer's chat template when it has one,
 else with the default template (docs/DATA.md):
 
     <|user|>\\n{content}\\n<|assistant|>\\n{content}<|endoftext|>...
@@ -50,8 +50,8 @@ class Tok:
 
     @property
     def eos_id(self) -> int:
-        eos = self._id(EOS)
-        eos = eos if eos is not None else self._id(self.config.get("eos_token"))
+        eos = self._id(self.config.get("eos_token"))  # a pretrained tokenizer's own end-of-text first
+        eos = eos if eos is not None else self._id(EOS)
         if eos is None:
             raise DataError(f"tokenizer {self.where} has no end-of-text token: neither {EOS} nor an eos_token in its "
                             "tokenizer_config.json; add one as a special token or use --tokenizer bpe")
