@@ -44,8 +44,10 @@ def add_prepare_options(p) -> None:
     p.add_argument("--workers", type=int, default=4, help="objects tokenized in parallel (default 4)")
 
 
-def prepare(args) -> dict:
-    """Plan, shard every object, write the manifest; the manifest's summary."""
+def prepare(args, fresh: bool = True) -> dict:
+    """Plan, shard every object, write the manifest; the manifest's summary.
+
+    fresh: refuse a store that already holds a dataset (else a rerun with the same settings rewrites it)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from relaytrain_runtime import RelayError
@@ -56,7 +58,7 @@ def prepare(args) -> dict:
     if args.vocab_size < 259 or args.sample_bytes < 1 or args.workers < 1:
         raise RelayError("--vocab-size must be >= 259, --sample-bytes and --workers >= 1")
     store = open_store(args.store)
-    if store.exists(MANIFEST_KEY):
+    if fresh and store.exists(MANIFEST_KEY):
         raise RelayError(f"{store.url} already holds a dataset ({MANIFEST_KEY}); prepare into another --store")
     before = set(store.list(DATA_PREFIX))
     try:

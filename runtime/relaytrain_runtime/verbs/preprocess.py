@@ -1,4 +1,4 @@
-"""`preprocess --source URL --store URL`: the same as `data prepare SOURCE --store URL` (kept for scripts).
+"""`preprocess --source URL --store URL`: `data prepare SOURCE --store URL` that may rerun into the same store.
 
 In the cloud the same phases run as separate invocations (op `preprocess`, see
 relaytrain_runtime.preprocess); here they run in one process, the shard phase on a thread pool.
@@ -18,5 +18,5 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    print(json.dumps(prepare(args), sort_keys=True))
+    print(json.dumps(prepare(args, fresh=False), sort_keys=True))  # a rerun (same settings) rewrites the same
     return 0
