@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from relaytrain_runtime.handlers.ops import run_op
 from relaytrain_runtime.store import open_store
 

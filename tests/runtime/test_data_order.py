@@ -4,7 +4,6 @@ shards fetched only when a batch needs them; position() and epochs() for the bat
 import numpy as np
 import pytest
 import torch
-
 from relaytrain_runtime.data import batch, epochs, open_dataset, permute, position, write_token_dataset
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
@@ -84,4 +83,5 @@ def test_a_batch_fetches_only_the_shards_it_reads(counted, tmp_path):
     batch(spec, 0, 0, 1, ds)
     shards = len(counted.list("data/train-"))
     assert shards == 31 and 1 <= ds.splits["train"].fetched <= 2 * spec.batch_size < shards
-    assert len([p for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")]) == ds.splits["train"].fetched
+    cached = [p for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+    assert len(cached) == ds.splits["train"].fetched

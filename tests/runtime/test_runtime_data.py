@@ -6,12 +6,20 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from relaytrain_runtime import RelayError
-from relaytrain_runtime.data import (MANIFEST_KEY, DataError, batch, eval_batch, open_dataset, read_manifest,
-                                     split_files, write_dataset)
+from relaytrain_runtime.data import (
+    MANIFEST_KEY,
+    DataError,
+    batch,
+    eval_batch,
+    open_dataset,
+    read_manifest,
+    split_files,
+    write_dataset,
+)
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
+
 from tests.fixtures.runs import TINY_SPEC
 
 

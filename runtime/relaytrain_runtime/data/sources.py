@@ -38,7 +38,7 @@ def open_source(url: str) -> tuple[Store, list[str]]:
         return store, keys
     head, _, name = url.rstrip("/").rpartition("/")
     if head and name:
-        parent = open_store(head if head not in ("file:/", "file:") else "/")
+        parent = open_store(head)
         if parent.exists(name):
             return parent, [name]
     return store, []

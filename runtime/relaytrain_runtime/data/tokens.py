@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +37,7 @@ class Tok:
     config: dict  # tokenizer_config.json of a pretrained tokenizer ({} otherwise)
     files: dict[str, bytes]  # a pretrained tokenizer's own files, copied into the dataset
     where: str
+    _hf: object = field(default=None, repr=False)  # the transformers tokenizer, built once for the chat template
 
     @property
     def vocab_size(self) -> int:
@@ -165,20 +165,20 @@ def _default_segments(messages: list[dict], eos: str) -> list[tuple[str, bool]]:
     return out
 
 
-@cache
-def _hf_tokenizer(files_key: tuple):
-    """A transformers tokenizer built from a dataset's stored tokenizer files (for the chat template)."""
-    from transformers import AutoTokenizer
+def _hf_tokenizer(tok: Tok):
+    """A transformers tokenizer built from the tokenizer's files (for the chat template), once per Tok."""
+    if tok._hf is None:
+        from transformers import AutoTokenizer
 
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, raw in files_key:
-            Path(tmp, name).write_bytes(raw)
-        return AutoTokenizer.from_pretrained(tmp)
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, raw in {**tok.files, "tokenizer.json": tok.tokenizer.to_str().encode()}.items():
+                Path(tmp, name).write_bytes(raw)
+            tok._hf = AutoTokenizer.from_pretrained(tmp)
+    return tok._hf
 
 
 def _template_segments(tok: Tok, messages: list[dict], where: str) -> list[tuple[str, bool]]:
-    files = {**tok.files, "tokenizer.json": tok.tokenizer.to_str().encode()}
-    hf = _hf_tokenizer(tuple(sorted(files.items())))
+    hf = _hf_tokenizer(tok)
 
     def render(msgs, prompt):
         return hf.apply_chat_template(msgs, tokenize=False, add_generation_prompt=prompt)
