@@ -17,10 +17,11 @@ or a Cloud Workflows parallel loop runs the middle one once per object:
     {"op": "preprocess", "phase": "manifest", "store"}
         collects the records into `data/manifest.json` (the format `data.open_dataset` reads), last.
 
-Validation split: document d of object k is held out when hash(k, d) < val_fraction (so about that
-fraction of the documents); with a `val_source`, its documents are the val split and none other.
-If that leaves the val split empty (a corpus of one file, or a few), the last
-max(val_fraction, MIN_VAL_SHARE) of the train tokens are held out instead (a view of the last part).
+Validation split: document d of object k (its key under the source) is held out when hash(k, d) <
+val_fraction (so about that fraction of the documents); with a `val_source`, its documents are the val
+split and none other. If the held-out documents have fewer than MIN_VAL_TOKENS tokens (a corpus of
+one file, or a few small ones), they stay in train and the last max(val_fraction, MIN_VAL_SHARE) of
+the train tokens are held out instead (views of the last parts).
 
 The dataset URL is what a run spec's `dataset` names. Needs numpy and tokenizers (pyarrow,
 datasets, transformers for those sources and tokenizers), not torch.
@@ -44,7 +45,8 @@ from relaytrain_runtime.store import NotFound, open_store
 
 DEFAULT_SAMPLE_BYTES = 20_000_000
 DEFAULT_VAL_FRACTION = 0.01
-MIN_VAL_SHARE = 0.05  # a tail hold-out takes at least this share of the tokens, so eval windows fit
+MIN_VAL_SHARE = 0.05  # a tail hold-out takes at least this share of the tokens
+MIN_VAL_TOKENS = 4096  # held-out documents with fewer tokens than this (a few eval windows) go back to train
 ENCODE_BATCH = 512  # documents handed to the tokenizer's batch encoder at once
 
 
@@ -52,8 +54,9 @@ def part_id(source_url: str, key: str) -> str:
     return hashlib.sha256(f"{source_url}\0{key}".encode()).hexdigest()[:24]
 
 
-def is_val(source_url: str, key: str, index: int, fraction: float) -> bool:
-    h = int(hashlib.sha256(f"{source_url}\0{key}\0{index}".encode()).hexdigest()[:16], 16)
+def is_val(key: str, index: int, fraction: float) -> bool:
+    """Document `index` of object `key` (relative to the source) is held out: the same wherever the corpus lives."""
+    h = int(hashlib.sha256(f"{key}\0{index}".encode()).hexdigest()[:16], 16)
     return h < fraction * 2**64
 
 
@@ -118,7 +121,7 @@ def _train(source, keys: list[str], conf: dict, sample_bytes: int) -> Tok:
         for i, (_, doc) in enumerate(records(source, key, conf["format"], conf["field"])):
             if total >= sample_bytes:
                 break
-            if conf["val_source"] is None and is_val(source.url, key, i, conf["val_fraction"]):
+            if conf["val_source"] is None and is_val(key, i, conf["val_fraction"]):
                 continue
             text = doc if isinstance(doc, str) else "\n".join(m["content"] for m in doc)
             texts.append(text)
@@ -152,7 +155,7 @@ def _encode_object(tok: Tok, source, key: str, conf: dict, forced: str | None) -
         pending.clear()
 
     for i, (where, doc) in enumerate(records(source, key, fmt, conf["field"])):
-        split = forced or ("val" if is_val(source.url, key, i, conf["val_fraction"]) else "train")
+        split = forced or ("val" if is_val(key, i, conf["val_fraction"]) else "train")
         if isinstance(doc, str):
             pending.append((split, doc))
             if len(pending) >= ENCODE_BATCH:
@@ -229,8 +232,9 @@ def manifest(store_url: str) -> dict:
         raise DataError(f"{conf['source']}: the corpus is empty (no train documents in {len(records_)} object(s))")
     held_out = "documents"
     documents = {s: sum(e["documents"] for e in v) for s, v in splits.items()}
-    if not splits["val"]:
-        splits["train"], splits["val"] = _hold_out_tail(splits["train"], conf["val_fraction"])
+    if not conf.get("val_source") and sum(s["tokens"] for s in splits["val"]) < MIN_VAL_TOKENS:
+        documents = {"train": documents["train"] + documents["val"], "val": 0}
+        splits["train"], splits["val"] = _hold_out_tail(splits["train"] + splits["val"], conf["val_fraction"])
         held_out = "tail"
     data = {"format": MANIFEST_FORMAT, "tokenizer": TOKENIZER_KEY, "vocab_size": tok.vocab_size,
             "dtype": records_[0]["dtype"], "special_tokens": tok.special_tokens(),
