@@ -22,6 +22,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("relaytrain_runtime.verbs.export", "write the latest weights and tokenizer as a Hugging Face model directory"),
     "node": ("relaytrain_runtime.verbs.node", "GPU/VM node: train continuously with periodic checkpoints; SIGTERM-safe"),
     "preprocess": ("relaytrain_runtime.verbs.preprocess", "turn raw text objects into token shards and a manifest"),
+    "data": ("relaytrain_runtime.verbs.data", "prepare a dataset from text/JSONL/Parquet/HF sources; inspect one"),
     "evaluate": ("relaytrain_runtime.verbs.evaluate", "validation loss/perplexity of a checkpoint, written to the store"),
     "shard": ("relaytrain_runtime.verbs.shard", "one data-parallel shard of a round (function-shards topology)"),
     "reduce": ("relaytrain_runtime.verbs.reduce", "reduce one round's shard outputs and commit the next baton"),

@@ -1,133 +1,283 @@
-"""Preprocess: raw text objects under a prefix -> token shards and a dataset manifest, fanned out.
+"""Preprocess: source objects under a prefix -> token shards and a dataset manifest, fanned out.
 
 Three phases, each one handler invocation (op `preprocess`), so a Step Functions Distributed Map
 or a Cloud Workflows parallel loop runs the middle one once per object:
 
-    {"op": "preprocess", "phase": "plan", "store": DATASET_URL, "source": RAW_URL, "vocab_size": 4096}
-        trains the byte-level BPE tokenizer on a sample of the sources (the first `sample_bytes` in
-        sorted key order; written once with create(), so racing plans agree) and returns `items`:
-        one `shard` event per source object, ready to be mapped.
-    {"op": "preprocess", "phase": "shard", "store", "source", "key": "books/a.txt"}
-        tokenizes one object and writes `data/parts/<id>.bin` (flat uint16/uint32 ids, the document
-        followed by end-of-text) and its record `data/parts/<id>.json` (written last). Idempotent: a
-        retried or duplicated invocation writes the same bytes.
+    {"op": "preprocess", "phase": "plan", "store": DATASET_URL, "source": RAW_URL, "vocab_size": 4096,
+     "format"?: text|jsonl|parquet|hf, "field"?: NAME, "tokenizer"?: bpe|PATH, "val_fraction"?: 0.01,
+     "val_source"?: URL, "suffix"?: ".txt", "sample_bytes"?: N}
+        fixes the settings (`data/prepare.json`, created once, so racing plans agree or fail), writes
+        the tokenizer (a BPE trained on the first `sample_bytes` of train documents in key order, or
+        the one given) and returns `items`: one `shard` event per source object, ready to be mapped.
+    {"op": "preprocess", "phase": "shard", "store", "source", "key": "books/a.jsonl"}
+        tokenizes one object's documents and writes, per split it has documents of,
+        `data/parts/<id>-<split>.bin` (flat uint16/uint32 ids, each document followed by end-of-text),
+        for instruction data `data/parts/<id>-<split>.mask` (uint8, 1 = loss on that token), then the
+        object's record `data/parts/<id>.json` (last). Idempotent: a retry writes the same bytes.
     {"op": "preprocess", "phase": "manifest", "store"}
-        collects the records into `data/manifest.json` (the format `data.open_dataset` reads). Every
-        VAL_EVERY-th object by key hash is held out for validation (at least one).
+        collects the records into `data/manifest.json` (the format `data.open_dataset` reads), last.
 
-The dataset URL is what a run spec's `dataset` names. Needs numpy and tokenizers, not torch.
+Validation split: document d of object k (its key under the source) is held out when hash(k, d) <
+val_fraction (so about that fraction of the documents); with a `val_source`, its documents are the val
+split and none other. If the held-out documents have fewer than MIN_VAL_TOKENS tokens (a corpus of
+one file, or a few small ones), they stay in train and the last max(val_fraction, MIN_VAL_SHARE) of
+the train tokens are held out instead (views of the last parts).
+
+The dataset URL is what a run spec's `dataset` names. Needs numpy and tokenizers (pyarrow,
+datasets, transformers for those sources and tokenizers), not torch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import numpy as np
 
 from relaytrain_runtime import RelayError
-from relaytrain_runtime.data import DATA_PREFIX, MANIFEST_KEY, SPECIAL_TOKENS, TOKENIZER_KEY, VAL_EVERY, encode_split
+from relaytrain_runtime.contract.keys import PARTS_PREFIX, PREPARE_KEY, TOKENIZER_KEY
+from relaytrain_runtime.data.build import MANIFEST_FORMAT, DataError, train_tokenizer, write_manifest
+from relaytrain_runtime.data.sources import FORMATS, detect, open_source, records, select
+from relaytrain_runtime.data.tokens import Tok, dtype_for, encode_texts, load_given, load_stored, render_chat, save
 from relaytrain_runtime.contract.events import BadEvent, field
 from relaytrain_runtime.store import NotFound, check_source, open_store
 
-from relaytrain_runtime.contract.keys import PARTS_PREFIX  # noqa: E402
 DEFAULT_SAMPLE_BYTES = 20_000_000
+DEFAULT_VAL_FRACTION = 0.01
+MIN_VAL_SHARE = 0.05  # a tail hold-out takes at least this share of the tokens
+MIN_VAL_TOKENS = 4096  # held-out documents with fewer tokens than this (a few eval windows) go back to train
+ENCODE_BATCH = 512  # documents handed to the tokenizer's batch encoder at once
 
 
-def part_id(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:24]
+def part_id(source_url: str, key: str) -> str:
+    return hashlib.sha256(f"{source_url}\0{key}".encode()).hexdigest()[:24]
 
 
-def _split_of(key: str) -> str:
-    return "val" if int(part_id(key), 16) % VAL_EVERY == 0 else "train"
+def is_val(key: str, index: int, fraction: float) -> bool:
+    """Document `index` of object `key` (relative to the source) is held out: the same wherever the corpus lives."""
+    h = int(hashlib.sha256(f"{key}\0{index}".encode()).hexdigest()[:16], 16)
+    return h < fraction * 2**64
 
 
-def _text(source, key: str) -> str:
-    raw = source.read(key)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RelayError(f"{source.url}/{key} is not UTF-8 text; preprocess takes text objects") from None
+# ------------------------------------------------------------------------------------------- plan
+
+
+def settings(source_url: str, fmt: str | None, field_name: str | None, tokenizer: str, val_fraction: float,
+             val_source: str | None, suffix: str, vocab_size: int) -> dict:
+    if fmt is not None and fmt not in FORMATS:
+        raise DataError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    return {"source": source_url, "format": fmt, "field": field_name, "tokenizer": tokenizer,
+            "val_fraction": val_fraction, "val_source": val_source, "suffix": suffix, "vocab_size": vocab_size}
+
+
+def _objects(url: str, fmt: str | None, suffix: str) -> tuple[object, list[str], str]:
+    store, keys = open_source(url)
+    fmt = fmt or detect(keys)
+    keys = select(keys, fmt, suffix)
+    if not keys:
+        raise DataError(f"no source objects under {url}" + (f" ending in {suffix!r}" if suffix else "")
+                        + (f" of format {fmt}" if fmt != "text" else ""))
+    return store, keys, fmt
+
+
+def _fix_settings(store, wanted: dict) -> dict:
+    """The dataset's settings, created once: a second plan with other settings is refused."""
+    raw = (json.dumps(wanted, sort_keys=True) + "\n").encode()
+    if not store.create(PREPARE_KEY, raw) and store.read(PREPARE_KEY) != raw:
+        raise DataError(f"{store.url} is already being prepared with other settings ({PREPARE_KEY}); "
+                        "use another --store, or delete its data/ objects first")
+    return wanted
 
 
 def plan(store_url: str, source_url: str, vocab_size: int, sample_bytes: int = DEFAULT_SAMPLE_BYTES,
-         suffix: str = "") -> dict:
-    from relaytrain_runtime.data import train_tokenizer
-
-    store, source = open_store(store_url), open_store(source_url)
-    keys = [k for k in source.list() if k.endswith(suffix)]
-    if not keys:
-        raise RelayError(f"no source objects under {source.url}" + (f" ending in {suffix!r}" if suffix else ""))
+         suffix: str = "", fmt: str | None = None, field_name: str | None = None, tokenizer: str = "bpe",
+         val_fraction: float = DEFAULT_VAL_FRACTION, val_source: str | None = None) -> dict:
+    store = open_store(store_url)
+    source, keys, found = _objects(source_url, fmt, suffix)
+    wanted = settings(source.url, found, field_name, tokenizer, val_fraction, val_source, suffix, vocab_size)
+    items = [{"op": "preprocess", "phase": "shard", "store": store_url, "source": source.url, "key": k} for k in keys]
+    if val_source:
+        vstore, vkeys, wanted["val_format"] = _objects(val_source, fmt, suffix)
+        wanted["val_source"] = vstore.url
+        items += [{"op": "preprocess", "phase": "shard", "store": store_url, "source": vstore.url, "key": k}
+                  for k in vkeys]
+    tok = None
     if not store.exists(TOKENIZER_KEY):
-        texts, total = [], 0
-        for key in keys:
-            if total >= sample_bytes:
-                break
-            texts.append(_text(source, key))
-            total += len(texts[-1].encode())
-        tok = train_tokenizer(texts, vocab_size)
-        store.create(TOKENIZER_KEY, tok.to_str().encode())  # a racing plan may have won: same sample, same result
-    items = [{"op": "preprocess", "phase": "shard", "store": store_url, "source": source_url, "key": k} for k in keys]
+        tok = _train(source, keys, wanted, sample_bytes) if tokenizer == "bpe" else load_given(tokenizer)
+        tok.eos_id  # noqa: B018 (refuse a tokenizer without end-of-text before anything is written)
+    _fix_settings(store, wanted)
+    if tok is not None:
+        save(store, tok)  # a racing plan writes the same: same settings, same sample
     return {"phase": "plan", "store": store.url, "count": len(items), "items": items}
 
 
-def shard(store_url: str, source_url: str, key: str) -> dict:
-    from tokenizers import Tokenizer
+def _train(source, keys: list[str], conf: dict, sample_bytes: int) -> Tok:
+    """A byte-level BPE trained on the first `sample_bytes` of train documents in key order."""
+    texts, total = [], 0
+    for key in keys:
+        for i, (_, doc) in enumerate(records(source, key, conf["format"], conf["field"])):
+            if total >= sample_bytes:
+                break
+            if conf["val_source"] is None and is_val(key, i, conf["val_fraction"]):
+                continue
+            text = doc if isinstance(doc, str) else "\n".join(m["content"] for m in doc)
+            texts.append(text)
+            total += len(text.encode())
+        if total >= sample_bytes:
+            break
+    if not total:
+        raise DataError(f"{source.url}: the corpus is empty (no text in {len(keys)} object(s)); nothing to train on")
+    return Tok(train_tokenizer(texts, conf["vocab_size"]), {}, {}, "bpe")
 
-    store, source = open_store(store_url), open_store(source_url)
+
+# ------------------------------------------------------------------------------------------ shard
+
+
+def _read_settings(store) -> dict:
     try:
-        tok = Tokenizer.from_str(store.read(TOKENIZER_KEY).decode())
+        return json.loads(store.read(PREPARE_KEY))
     except NotFound:
-        raise RelayError(f"{store.url}/{TOKENIZER_KEY} does not exist; run the 'plan' phase first") from None
-    dtype = "uint16" if tok.get_vocab_size() <= 1 << 16 else "uint32"
-    ids = encode_split(tok, [_text(source, key)]).astype(dtype)
-    raw = ids.tobytes()
-    pid = part_id(key)
-    record = {"key": key, "name": f"{PARTS_PREFIX}{pid}.bin", "tokens": int(len(ids)), "dtype": dtype,
-              "sha256": hashlib.sha256(raw).hexdigest(), "compression": None, "split": _split_of(key)}
-    store.write(record["name"], raw)
+        raise RelayError(f"{store.url}/{PREPARE_KEY} does not exist; run the 'plan' phase first") from None
+
+
+def _encode_object(tok: Tok, source, key: str, conf: dict, forced: str | None) -> dict[str, list]:
+    """Per split: list of (ids, mask or None) per document, in record order."""
+    out: dict[str, list] = {"train": [], "val": []}
+    fmt = conf["val_format"] if forced == "val" else conf["format"]
+    pending: list[tuple[str, str]] = []
+
+    def flush():
+        for (split, _), ids in zip(pending, encode_texts(tok, [t for _, t in pending]), strict=True):
+            out[split].append((ids, None))
+        pending.clear()
+
+    for i, (where, doc) in enumerate(records(source, key, fmt, conf["field"])):
+        split = forced or ("val" if is_val(key, i, conf["val_fraction"]) else "train")
+        if isinstance(doc, str):
+            pending.append((split, doc))
+            if len(pending) >= ENCODE_BATCH:
+                flush()
+        else:
+            flush()
+            out[split].append(render_chat(tok, doc, where))
+    flush()
+    return out
+
+
+def shard(store_url: str, source_url: str, key: str) -> dict:
+    store = open_store(store_url)
+    tok = load_stored(store)
+    conf = _read_settings(store)
+    if source_url not in (conf["source"], conf.get("val_source")):
+        raise BadEvent(f"event field 'source' must be this dataset's source {conf['source']}, got {source_url!r}")
+    source = open_store(source_url)
+    forced = "val" if source_url == conf.get("val_source") else ("train" if conf.get("val_source") else None)
+    docs = _encode_object(tok, source, key, conf, forced)
+    dtype = dtype_for(tok.vocab_size)
+    pid = part_id(source_url, key)
+    record = {"key": key, "source": source_url, "dtype": dtype, "splits": {}}
+    for split, items in docs.items():
+        if not items:
+            continue
+        ids = np.concatenate([d[0] for d in items]).astype(dtype)
+        entry = {"name": f"{PARTS_PREFIX}{pid}-{split}.bin", "tokens": int(len(ids)), "documents": len(items),
+                 "compression": None}
+        entry["sha256"] = _put(store, entry["name"], ids.tobytes())
+        if any(d[1] is not None for d in items):
+            mask = np.concatenate([d[1] if d[1] is not None else np.ones(len(d[0]), np.uint8) for d in items])
+            entry["mask"] = {"name": f"{PARTS_PREFIX}{pid}-{split}.mask", "compression": None}
+            entry["mask"]["sha256"] = _put(store, entry["mask"]["name"], mask.tobytes())
+        record["splits"][split] = entry
     store.write(f"{PARTS_PREFIX}{pid}.json", json.dumps(record, sort_keys=True).encode())  # last: the part exists
-    return {"phase": "shard", "key": key, "tokens": record["tokens"], "split": record["split"]}
+    return {"phase": "shard", "key": key, "documents": {s: e["documents"] for s, e in record["splits"].items()},
+            "tokens": sum(e["tokens"] for e in record["splits"].values())}
+
+
+def _put(store, name: str, raw: bytes) -> str:
+    store.write(name, raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+# --------------------------------------------------------------------------------------- manifest
+
+
+def _hold_out_tail(train: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
+    """Split the end of the train stream off as val: views [start, stop) of the last parts."""
+    total = sum(s["tokens"] for s in train)
+    need = max(1, math.ceil(max(fraction, MIN_VAL_SHARE) * total))
+    train, val = [dict(s) for s in train], []
+    while need > 0 and train:
+        last = train.pop()
+        take = min(need, last["tokens"])
+        val.insert(0, {**last, "start": last["tokens"] - take, "stop": last["tokens"]})
+        if take < last["tokens"]:
+            train.append({**last, "start": 0, "stop": last["tokens"] - take})
+        need -= take
+    return train, val
 
 
 def manifest(store_url: str) -> dict:
-    from tokenizers import Tokenizer
-
     store = open_store(store_url)
-    records = [json.loads(store.read(k)) for k in store.list(PARTS_PREFIX) if k.endswith(".json")]
-    if not records:
+    records_ = [json.loads(store.read(k)) for k in store.list(PARTS_PREFIX) if k.endswith(".json")]
+    if not records_:
         raise RelayError(f"{store.url} has no token parts under {PARTS_PREFIX}; run the 'shard' phase first")
-    tok = Tokenizer.from_str(store.read(TOKENIZER_KEY).decode())
-    records.sort(key=lambda r: r["key"])
-    if not any(r["split"] == "val" for r in records) and len(records) > 1:
-        min(records, key=lambda r: part_id(r["key"]))["split"] = "val"  # hold out at least one object
-    counts = np.zeros(tok.get_vocab_size(), dtype=np.int64)
-    for r in records:
-        if r["split"] == "train":
-            counts += np.bincount(np.frombuffer(store.read(r["name"]), dtype=r["dtype"]), minlength=len(counts))
+    conf = _read_settings(store)
+    tok = load_stored(store)
+    records_.sort(key=lambda r: (r["source"] != conf["source"], r["key"]))
+    splits = {s: [r["splits"][s] for r in records_ if s in r["splits"]] for s in ("train", "val")}
+    if not splits["train"] or not sum(s["tokens"] for s in splits["train"]):
+        raise DataError(f"{conf['source']}: the corpus is empty (no train documents in {len(records_)} object(s))")
+    held_out = "documents"
+    documents = {s: sum(e["documents"] for e in v) for s, v in splits.items()}
+    if not conf.get("val_source") and sum(s["tokens"] for s in splits["val"]) < MIN_VAL_TOKENS:
+        documents = {"train": documents["train"] + documents["val"], "val": 0}
+        splits["train"], splits["val"] = _hold_out_tail(splits["train"] + splits["val"], conf["val_fraction"])
+        held_out = "tail"
+    data = {"format": MANIFEST_FORMAT, "tokenizer": TOKENIZER_KEY, "vocab_size": tok.vocab_size,
+            "dtype": records_[0]["dtype"], "special_tokens": tok.special_tokens(),
+            "unigram_entropy_nats": _entropy(store, splits["train"], tok.vocab_size, records_[0]["dtype"]),
+            "corpus": {"name": "prepared", "source": conf["source"], "format": conf["format"],
+                       "objects": len(records_), "val": held_out, "val_fraction": conf["val_fraction"],
+                       "val_source": conf.get("val_source"), "tokenizer": conf["tokenizer"],
+                       "documents": documents,
+                       "instruction": any("mask" in e for v in splits.values() for e in v)},
+            "splits": splits}
+    write_manifest(store, data)
+    return {"phase": "manifest", "store": store.url, "objects": len(records_),
+            "tokens": {s: sum(e.get("stop", e["tokens"]) - e.get("start", 0) for e in v) for s, v in splits.items()}}
+
+
+def _entropy(store, shards: list[dict], vocab_size: int, dtype: str) -> float:
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for s in shards:
+        ids = np.frombuffer(store.read(s["name"]), dtype=dtype)[s.get("start", 0):s.get("stop", s["tokens"])]
+        counts += np.bincount(ids, minlength=vocab_size)
     p = counts[counts > 0] / max(counts.sum(), 1)
-    splits = {s: [{k: r[k] for k in ("name", "tokens", "sha256", "compression")} for r in records if r["split"] == s]
-              for s in ("train", "val")}
-    data = {"format": 1, "tokenizer": TOKENIZER_KEY, "vocab_size": tok.get_vocab_size(), "dtype": records[0]["dtype"],
-            "special_tokens": {name: tok.token_to_id(name) for name in SPECIAL_TOKENS},
-            "unigram_entropy_nats": float(-(p * np.log(p)).sum()),
-            "corpus": {"name": "preprocessed", "objects": len(records)}, "splits": splits}
-    store.write(MANIFEST_KEY, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
-    return {"phase": "manifest", "store": store.url, "objects": len(records),
-            "tokens": {s: sum(r["tokens"] for r in v) for s, v in splits.items()}}
+    return float(-(p * np.log(p)).sum())
 
 
 def preprocess_op(event: dict, deadline: float) -> dict:
-    if "source" in event:  # only where the deployment's configuration allows (store/confine.py)
-        check_source(field(event, "source", str))
+    # every location the event names is read only where the deployment's configuration allows (store/confine.py)
+    for name in ("source", "val_source"):
+        if event.get(name) is not None:
+            check_source(field(event, name, str))
+    if field(event, "tokenizer", str, "bpe") != "bpe":  # a tokenizer.json or model directory to read
+        check_source(event["tokenizer"])
     phase = field(event, "phase", str, "shard" if "key" in event else None, required="key" not in event)
     if phase == "plan":
         return plan(event["store"], field(event, "source", str, required=True),
-                    field(event, "vocab_size", int, 4096, minimum=len(SPECIAL_TOKENS) + 256),
+                    field(event, "vocab_size", int, 4096, minimum=259),
                     field(event, "sample_bytes", int, DEFAULT_SAMPLE_BYTES, minimum=1),
-                    field(event, "suffix", str, ""))
+                    field(event, "suffix", str, ""), field(event, "format", str), field(event, "field", str),
+                    field(event, "tokenizer", str, "bpe"),
+                    float(field(event, "val_fraction", (int, float), DEFAULT_VAL_FRACTION)),
+                    field(event, "val_source", str))
     if phase == "shard":
-        return shard(event["store"], field(event, "source", str, required=True), field(event, "key", str, required=True))
+        return shard(event["store"], field(event, "source", str, required=True),
+                     field(event, "key", str, required=True))
     if phase == "manifest":
         return manifest(event["store"])
     raise BadEvent(f"event field 'phase' must be plan, shard or manifest, got {phase!r}")

@@ -24,6 +24,7 @@ MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("", "fp32", "bf16-mixed", "fp16-mixed")  # "" = the device's default (docs/GPU.md)
 PARALLELISMS = ("ddp", "fsdp")
+SAMPLINGS = ("epochs", "replacement")
 Problem = tuple[str, str]  # (field, message)
 
 
@@ -52,10 +53,12 @@ class RunSpec:
     deterministic: bool = False  # deterministic CUDA kernels (CPU training is deterministic either way)
     compile: bool = False  # torch.compile the model (GPU nodes; its cache lives on the node's disk)
     parallelism: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard, sharded checkpoints)
-
     eval_every: int = 0  # steps: evaluate at the first commit at or after each multiple (0 = only at the end)
 
-    CHOICES: ClassVar[dict[str, tuple]] = {"schedule": SCHEDULES, "precision": PRECISIONS, "parallelism": PARALLELISMS}  # fields that take one of a few values
+    sampling: str = "epochs"  # epochs (each window once per epoch; default: exact data accounting) | replacement
+
+    CHOICES: ClassVar[dict[str, tuple]] = {"schedule": SCHEDULES, "precision": PRECISIONS, "parallelism": PARALLELISMS,
+                                          "sampling": SAMPLINGS}  # fields that take one of a few values
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -104,6 +107,7 @@ class RunSpec:
         need("precision", "be " + choices(PRECISIONS[1:]) + " (or empty: the device's default)",
              lambda: self.precision in PRECISIONS)
         need("parallelism", "be " + choices(PARALLELISMS), lambda: self.parallelism in PARALLELISMS)
+        need("sampling", "be " + choices(SAMPLINGS), lambda: self.sampling in SAMPLINGS)
         need("eval_every", "be >= 0 (0 = only at the end)", lambda: self.eval_every >= 0)
         return out
 

@@ -31,9 +31,10 @@ KIT_VERBS: dict[str, tuple[str, str]] = {
     "report": ("relaytrain.commands.report", "plots, summary table (--out) and TensorBoard event files "
                                              "(--tensorboard) of a run's metrics stream"),
     "image": ("relaytrain.commands.image", "build or push the runtime's Lambda image (runtime/Dockerfile) for CI"),
+    "data": ("relaytrain.commands.data", "prepare a dataset (checked against a blueprint's bucket) or inspect one"),
 }
 
-VERBS = {**KIT_VERBS, **RUNTIME_VERBS}
+VERBS = {**KIT_VERBS, **{k: v for k, v in RUNTIME_VERBS.items() if k not in KIT_VERBS}}
 
 
 def _quiet_broken_pipe() -> int:

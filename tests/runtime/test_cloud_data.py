@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from relaytrain_runtime.handlers.ops import run_op
 from relaytrain_runtime.store import open_store
 
@@ -97,3 +96,39 @@ def test_preprocess_verb_on_files(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "relaytrain_runtime", "preprocess", "--source", f"file://{tmp_path}/empty",
                           "--store", f"file://{tmp_path}/ds2"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no source objects under" in bad.stderr
+
+
+def test_preprocess_fan_out_reads_parquet_and_chat_jsonl_zst_from_s3(s3_bucket, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    source = open_store(f"s3://{s3_bucket}/raw-mixed")
+    texts = [p.read_text() for p in SOURCES[:8]]
+    for i in range(2):
+        pq.write_table(pa.table({"body": texts[i::2]}), tmp_path / f"{i}.parquet")
+        source.write(f"tables/{i}.parquet", (tmp_path / f"{i}.parquet").read_bytes())
+    chats = "".join(json.dumps({"messages": [{"role": "user", "content": f"Count to {i}."},
+                                             {"role": "assistant", "content": " ".join(map(str, range(i)))}]}) + "\n"
+                    for i in range(1, 200))
+    source.write("chat/a.jsonl.zst", zstandard.ZstdCompressor().compress(chats.encode()))
+
+    def fan_out(dataset, **plan):
+        planned = op({"op": "preprocess", "phase": "plan", "store": dataset, "vocab_size": 1024, **plan})
+        assert "error" not in planned, planned
+        with ThreadPoolExecutor(2) as pool:
+            assert all("error" not in d for d in pool.map(op, planned["items"]))
+        return op({"op": "preprocess", "phase": "manifest", "store": dataset}), json.loads(
+            open_store(dataset).read("data/manifest.json"))
+
+    tables, manifest = fan_out(f"s3://{s3_bucket}/datasets/tables", source=f"s3://{s3_bucket}/raw-mixed/tables",
+                               field="body")
+    assert tables["objects"] == 2 and manifest["corpus"]["format"] == "parquet"
+    assert manifest["corpus"]["documents"]["train"] + manifest["corpus"]["documents"]["val"] == len(texts)
+    chat, manifest = fan_out(f"s3://{s3_bucket}/datasets/chat", source=f"s3://{s3_bucket}/raw-mixed/chat",
+                             val_fraction=0.05)
+    assert manifest["corpus"]["instruction"] and manifest["corpus"]["format"] == "jsonl"
+    assert all("mask" in s for s in manifest["splits"]["train"] + manifest["splits"]["val"])
+    bad = op({"op": "preprocess", "phase": "plan", "store": f"s3://{s3_bucket}/datasets/x", "vocab_size": 1024,
+              "source": f"s3://{s3_bucket}/raw-mixed/tables", "field": "nope"})
+    assert "tables/0.parquet: no column 'nope' (columns: body)" in bad["error"]["message"]

@@ -6,12 +6,20 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from relaytrain_runtime import RelayError
-from relaytrain_runtime.data import (MANIFEST_KEY, DataError, batch, eval_batch, open_dataset, read_manifest,
-                                     split_files, write_dataset)
+from relaytrain_runtime.data import (
+    MANIFEST_KEY,
+    DataError,
+    batch,
+    eval_batch,
+    open_dataset,
+    read_manifest,
+    split_files,
+    write_dataset,
+)
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
+
 from tests.fixtures.runs import TINY_SPEC
 
 
@@ -49,7 +57,7 @@ def test_batch_is_pure_and_world_independent(stdlib_dataset, spec):
 
 def test_eval_batches_come_from_the_held_out_split(stdlib_dataset, spec):
     ds = open_dataset(open_store(str(stdlib_dataset)), spec)
-    val = np.concatenate([np.asarray(a) for a in ds.splits["val"]])
+    val = ds.splits["val"].read(0, ds.tokens("val"))[0]
     window = eval_batch(spec, 0, ds)["input_ids"][0].numpy()
     starts = np.flatnonzero(val[: len(val) - 31] == window[0])
     assert any(np.array_equal(val[s:s + 32], window) for s in starts)
@@ -79,14 +87,20 @@ def test_zstd_shards_round_trip_and_corruption_is_detected(tmp_path, spec):
     manifest = write_dataset(store, texts, 300, corpus={"name": "test"}, compression="zstd", shard_tokens=5000)
     assert all(s["name"].endswith(".zst") and s["compression"] == "zstd" for s in manifest["splits"]["train"])
     assert len(manifest["splits"]["train"]) > 1
-    ds = open_dataset(store, RunSpec(**{**TINY_SPEC, "dataset": store.url}))
+    zspec = RunSpec(**{**TINY_SPEC, "dataset": store.url})
+    ds = open_dataset(store, zspec, str(tmp_path / "cache"))
     assert ds.tokens("train") == sum(s["tokens"] for s in manifest["splits"]["train"])
+    plain = open_store(str(tmp_path / "plain"))
+    write_dataset(plain, texts, 300, corpus={"name": "test"}, shard_tokens=5000)
+    unpacked = open_dataset(plain, RunSpec(**{**TINY_SPEC, "dataset": plain.url}), str(tmp_path / "cache"))
+    assert np.array_equal(ds.splits["train"].read(0, ds.tokens("train"))[0],
+                          unpacked.splits["train"].read(0, ds.tokens("train"))[0])
     name = manifest["splits"]["train"][0]["name"]
     raw = bytearray(store.read(name))
     raw[len(raw) // 2] ^= 0xFF
     store.write(name, bytes(raw))
-    with pytest.raises(DataError, match=f"{name} is corrupt"):
-        open_dataset(store, RunSpec(**{**TINY_SPEC, "dataset": store.url}))
+    with pytest.raises(DataError, match=f"{name} is corrupt"):  # found when the shard is first read
+        open_dataset(store, zspec, str(tmp_path / "cache3")).splits["train"].read(0, 1)
 
 
 def test_corrupt_dataset_manifest_is_one_clear_error(tmp_path):

@@ -80,7 +80,7 @@ def test_metrics_stream_and_periodic_evaluation_keep_the_best(tiny_run):
     checkpoint no longer carries the history; the best evaluated commit survives keep_last: 1."""
     import json
 
-    from relaytrain_runtime.contract.keys import commit_key, eval_key, metrics_key
+    from relaytrain_runtime.contract.keys import eval_key, metrics_key, pruned_key
     from relaytrain_runtime.contract.metrics import read_stream
 
     # a constant lr of 0.02 without warmup overshoots: validation loss at step 4 is lower than at 6
@@ -110,7 +110,8 @@ def test_metrics_stream_and_periodic_evaluation_keep_the_best(tiny_run):
     kept = baton.manifest(best["gen"])
     assert kept["val_loss"] == best["val_loss"] and baton.load(kept)["meta"]["best_gen"] == best["gen"]
     assert json.loads(store.read(eval_key(best["gen"])))["loss"] == best["val_loss"]
-    assert not store.exists(commit_key(statuses[0]["gen"]))  # an unevaluated old commit was pruned
+    # an unevaluated old commit was pruned (its manifest stays as a tombstone: the fence, tests/faults/test_fencing.py)
+    assert statuses[0]["gen"] not in baton.gens() and store.exists(pruned_key(statuses[0]["gen"]))
 
 
 def test_a_lost_race_leaves_no_metrics_and_an_orphan_does_not_count(tiny_run):

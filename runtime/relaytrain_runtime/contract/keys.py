@@ -8,7 +8,7 @@
     legs/<gen:08d>-<leg>.json         status of the leg (or node) that committed gen
     eval/<gen:08d>.json               evaluation record of gen
     report/summary.json, loss.png     the local relay's report
-    data/manifest.json, tokenizer.json, data/parts/...   a prepared dataset
+    data/manifest.json, tokenizer.json, prepare.json, tokenizer/, parts/...   a prepared dataset
     rounds/<round>-<baton>/...        function-shards exchange objects
     inner/<round:08d>/<shard:04d>     diloco: a shard's AdamW moments
     metrics/<gen:08d>-<leg>.jsonl     the metrics stream: one object per commit, never rewritten
@@ -137,3 +137,7 @@ PROBE_PREFIX = "probe/"
 def probe_key(token: str) -> str:
     """A leg's writability probe (`Baton.check_writable`), deleted right after it is read back."""
     return f"{PROBE_PREFIX}{token}"
+
+
+PREPARE_KEY = DATA_PREFIX + "prepare.json"  # a dataset's preparation settings, created once by the plan phase
+TOKENIZER_DIR_PREFIX = DATA_PREFIX + "tokenizer/"  # a pretrained tokenizer's own files (config, chat template)

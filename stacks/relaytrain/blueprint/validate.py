@@ -13,6 +13,7 @@ from relaytrain_runtime.shards.config import ShardsConfig
 from relaytrain_runtime.spec import RunSpec
 
 from relaytrain.blueprint import limits as L
+from relaytrain.blueprint.dataset import dataset_problems
 from relaytrain.blueprint.memory import GIB, Memory, checkpoint_bytes, training_memory
 from relaytrain.blueprint.schema import SHARDS_FIELDS, Blueprint, Functions, Gpu, Lambda
 from relaytrain.blueprint.tags import aws_tag_problems
@@ -298,6 +299,8 @@ def _training(problems, bp: Blueprint) -> bool:
     if dataset != "stdlib" and not re.match(r"^(s3|gs|file)://.+", dataset):
         problems.append((("training", "dataset"), f"must be 'stdlib' or a store URL (s3://, gs://, file://), "
                                                   f"got {dataset!r}"))
+    else:
+        problems += dataset_problems(bp.cloud, bp.dataset.bucket, dataset)
     return len(problems) > before
 
 

@@ -1,0 +1,31 @@
+"""`relaytrain data prepare|inspect`: the runtime's data verb, plus `--blueprint FILE` for prepare.
+
+With a blueprint, the target store is first checked against what that blueprint's deployed roles
+can read (relaytrain.blueprint.dataset), so a dataset is never prepared where the run cannot read it.
+Preparing needs numpy and tokenizers (pyarrow / datasets for those formats), never torch.
+"""
+
+from __future__ import annotations
+
+from relaytrain_runtime import RelayError
+from relaytrain_runtime.verbs import data as runtime_data
+
+
+def add_arguments(parser) -> None:
+    runtime_data.add_arguments(parser)["prepare"].add_argument("--blueprint", default=None, metavar="FILE",
+                         help="refuse a --store this blueprint's deployed workers cannot read")
+
+
+def run(args) -> int:
+    if args.action == "prepare" and args.blueprint:
+        from relaytrain.blueprint import BlueprintError, load
+        from relaytrain.blueprint.dataset import dataset_problems
+
+        try:
+            bp = load(args.blueprint)
+        except BlueprintError as exc:
+            raise RelayError(f"{args.blueprint}: not a valid blueprint ({len(exc.problems)} problem(s); "
+                             f"`relaytrain validate {args.blueprint}` lists them)") from None
+        for _, message in dataset_problems(bp.cloud, bp.dataset.bucket, args.store):
+            raise RelayError(f"--store {message}")
+    return runtime_data.run(args)

@@ -1,0 +1,155 @@
+"""Sources: text folders, JSONL(.zst), Parquet and saved Hugging Face datasets give the same token stream; a given
+tokenizer; a single-file corpus trains; bad input is one clear line, exit 2, and leaves the store as it was."""
+
+import json
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+from relaytrain_runtime.cli import main
+from relaytrain_runtime.data import MANIFEST_KEY, open_dataset, read_manifest
+from relaytrain_runtime.data.reader import check_fits
+from relaytrain_runtime.spec import RunSpec
+from relaytrain_runtime.store import open_store
+
+DOCS = [p.read_text() for p in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
+        if 2000 < p.stat().st_size < 12000][:30]
+
+
+def prepare(source, store, *extra):
+    return main(["data", "prepare", str(source), "--store", str(store), "--vocab-size", "600", *extra])
+
+
+def stream(store_dir, cache) -> np.ndarray:
+    """train + val tokens in stream order (val_fraction 0 holds out the tail, so this is the whole corpus)."""
+    store = open_store(str(store_dir))
+    ds = open_dataset(store, RunSpec(preset="tiny-gpt", seq_len=32, dataset=store.url), str(cache))
+    return np.concatenate([ds.splits[s].read(0, ds.tokens(s))[0] for s in ("train", "val")])
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """The same documents as a text folder, JSONL, JSONL.zst, Parquet (column 'body') and a saved HF dataset."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "text").mkdir()
+    for i, doc in enumerate(DOCS):
+        (root / "text" / f"doc-{i:03d}.txt").write_text(doc)
+    lines = "".join(json.dumps({"text": d, "n": i}) + "\n" for i, d in enumerate(DOCS)).encode()
+    (root / "jsonl").mkdir()
+    (root / "jsonl" / "a.jsonl").write_bytes(lines)
+    (root / "zst").mkdir()
+    (root / "zst" / "a.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(lines))
+    (root / "parquet").mkdir()
+    pq.write_table(pa.table({"n": list(range(len(DOCS))), "body": DOCS}), root / "parquet" / "a.parquet")
+    datasets.Dataset.from_dict({"text": DOCS}).save_to_disk(str(root / "hf"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref")
+    assert prepare(corpus / "text", out / "ds", "--val-fraction", "0") == 0
+    return out / "ds"
+
+
+@pytest.mark.parametrize("source, extra", [("jsonl", []), ("zst", []), ("parquet", ["--field", "body"]),
+                                           ("hf", ["--format", "hf"])])
+def test_every_format_gives_the_text_folders_tokens(corpus, reference, tmp_path, source, extra):
+    tokenizer = str(reference / "data/tokenizer.json")
+    assert prepare(corpus / source, tmp_path / "ds", "--val-fraction", "0", "--tokenizer", tokenizer, *extra) == 0
+    assert np.array_equal(stream(tmp_path / "ds", tmp_path / "c"), stream(reference, tmp_path / "c"))
+    manifest = read_manifest(open_store(str(tmp_path / "ds")))
+    assert manifest["corpus"]["documents"]["train"] == len(DOCS) and manifest["corpus"]["val"] == "tail"
+
+
+def test_val_fraction_holds_out_documents_and_inspect_reports_them(corpus, tmp_path, capsys):
+    assert prepare(corpus / "jsonl", tmp_path / "ds", "--val-fraction", "0.3") == 0
+    docs = read_manifest(open_store(str(tmp_path / "ds")))["corpus"]["documents"]
+    assert docs["train"] + docs["val"] == len(DOCS) and 3 <= docs["val"] <= 16
+    capsys.readouterr()
+    assert main(["data", "inspect", str(tmp_path / "ds"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["splits"]["val"]["documents"] == docs["val"] and info["splits"]["train"]["shards"] == 1
+    assert info["splits"]["train"]["bytes"] == 2 * info["splits"]["train"]["tokens"]
+    assert info["sample"] and info["sample"] in DOCS[0] + DOCS[1]  # decoded from the first train tokens
+
+
+def test_a_single_file_corpus_trains(tmp_path):
+    from relaytrain_runtime.leg import run_leg
+
+    (tmp_path / "book.txt").write_text(DOCS[0] * 3)
+    assert prepare(f"file://{tmp_path}/book.txt", tmp_path / "ds") == 0
+    run = f"file://{tmp_path}/run"
+    status = run_leg(run, spec={"preset": "tiny-gpt", "steps": 2, "batch_size": 2, "seq_len": 64, "eval_batches": 1,
+                                "dataset": f"file://{tmp_path}/ds"}, cache_dir=str(tmp_path / "cache"))
+    assert status["done"] and status["step"] == 2 and status["val_loss"] > 0
+
+
+def test_a_pretrained_tokenizer_directory_is_used_and_checked(reference, tmp_path, corpus):
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer.from_file(str(reference / "data/tokenizer.json"))
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>").save_pretrained(tmp_path / "model")
+    assert prepare(corpus / "jsonl", tmp_path / "ds", "--tokenizer", str(tmp_path / "model")) == 0
+    manifest = read_manifest(open_store(str(tmp_path / "ds")))
+    assert manifest["vocab_size"] == tok.get_vocab_size() and manifest["corpus"]["tokenizer"] == str(tmp_path / "model")
+    with pytest.raises(Exception, match="vocabulary of 9000 tokens, more than tiny-gpt's 4096"):
+        check_fits({**manifest, "vocab_size": 9000}, RunSpec(preset="tiny-gpt"), "ds")
+    with pytest.raises(Exception, match="no <mask> token, which tiny-bert"):
+        check_fits({**manifest, "special_tokens": {"<|endoftext|>": 0, "<mask>": None}}, RunSpec(preset="tiny-bert"),
+                   "ds")
+
+
+def _bad_inputs(root: Path) -> list[tuple[list[str], str]]:
+    """(prepare arguments, the message its one error line must hold)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tokenizers import Tokenizer, models
+
+    (root / "latin1").mkdir()
+    (root / "latin1" / "a.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (root / "j").mkdir()
+    (root / "j" / "a.jsonl").write_text('{"text": "ok"}\n{"text": "ok"}\n{"text": broken\n')
+    (root / "nofield").mkdir()
+    (root / "nofield" / "a.jsonl").write_text('{"text": "ok"}\n{"body": "no text"}\n')
+    (root / "empty").mkdir()
+    (root / "empty" / "a.txt").write_text("")
+    (root / "pq").mkdir()
+    pq.write_table(pa.table({"text": [1, 2, 3]}), root / "pq" / "a.parquet")
+    (root / "null").mkdir()
+    pq.write_table(pa.table({"text": ["a", None, "c"]}), root / "null" / "a.parquet")
+    Tokenizer(models.WordLevel({"a": 0, "<unk>": 1}, unk_token="<unk>")).save(str(root / "noeos.json"))
+    return [
+        ([str(root / "latin1")], "latin1/a.txt: not UTF-8 text (byte 3 is 0xe9)"),
+        ([str(root / "j")], "j/a.jsonl line 3: not a JSON record"),
+        ([str(root / "nofield"), "--field", "text"], "nofield/a.jsonl line 2: no field 'text' (fields: body)"),
+        ([str(root / "empty")], "the corpus is empty"),
+        ([str(root / "pq")], "pq/a.parquet: column 'text' is int64, expected a string column"),
+        ([str(root / "null")], "null/a.parquet row 1: field 'text' is NoneType, expected a string"),
+        ([str(root / "j"), "--tokenizer", str(root / "noeos.json")], "has no end-of-text token"),
+        ([str(root / "nothing")], "no source objects under"),
+    ]
+
+
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys):
+    for args, message in _bad_inputs(tmp_path):
+        out = tmp_path / "out"
+        capsys.readouterr()
+        assert main(["data", "prepare", *args, "--store", str(out), "--vocab-size", "300"]) == 2, args
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if not line.startswith("tokenizing ")]
+        assert len(lines) == 1 and message in lines[0] and "Traceback" not in err, (args, err)
+        assert not open_store(str(out)).list(), (args, open_store(str(out)).list())  # the store is as it was
+
+
+def test_prepare_refuses_a_store_that_already_holds_a_dataset(reference, corpus, capsys):
+    assert open_store(str(reference)).exists(MANIFEST_KEY)
+    assert prepare(corpus / "text", reference) == 2
+    assert "already holds a dataset" in capsys.readouterr().err
