@@ -11,7 +11,7 @@ machine's disk, for local runs (`relaytrain run --local`).
 
 from __future__ import annotations
 
-from relaytrain.aws.names import DATA_PREFIX
+from relaytrain.worker import DATA_PREFIX
 
 SCHEME = {"aws": "s3", "gcp": "gs"}
 
