@@ -260,24 +260,25 @@ def _entropy(store, shards: list[dict], vocab_size: int, dtype: str) -> float:
 
 
 def preprocess_op(event: dict, deadline: float) -> dict:
-    # every location the event names is read only where the deployment's configuration allows (store/confine.py)
-    for name in ("source", "val_source"):
-        if event.get(name) is not None:
-            check_source(field(event, name, str))
-    if field(event, "tokenizer", str, "bpe") != "bpe":  # a tokenizer.json or model directory to read
-        check_source(event["tokenizer"])
+    """Validate the event (every field's type first), confine every location it names to what the
+    deployment allows (store/confine.py), then run its phase."""
     phase = field(event, "phase", str, "shard" if "key" in event else None, required="key" not in event)
     if phase == "plan":
-        return plan(event["store"], field(event, "source", str, required=True),
-                    field(event, "vocab_size", int, 4096, minimum=259),
-                    field(event, "sample_bytes", int, DEFAULT_SAMPLE_BYTES, minimum=1),
-                    field(event, "suffix", str, ""), field(event, "format", str), field(event, "field", str),
-                    field(event, "tokenizer", str, "bpe"),
-                    float(field(event, "val_fraction", (int, float), DEFAULT_VAL_FRACTION)),
-                    field(event, "val_source", str))
+        args = dict(source_url=field(event, "source", str, required=True),
+                    vocab_size=field(event, "vocab_size", int, 4096, minimum=259),
+                    sample_bytes=field(event, "sample_bytes", int, DEFAULT_SAMPLE_BYTES, minimum=1),
+                    suffix=field(event, "suffix", str, ""), fmt=field(event, "format", str),
+                    field_name=field(event, "field", str), tokenizer=field(event, "tokenizer", str, "bpe"),
+                    val_fraction=float(field(event, "val_fraction", (int, float), DEFAULT_VAL_FRACTION)),
+                    val_source=field(event, "val_source", str))
+        for location in (args["source_url"], args["val_source"], None if args["tokenizer"] == "bpe" else args["tokenizer"]):
+            if location is not None:
+                check_source(location)
+        return plan(event["store"], **args)
     if phase == "shard":
-        return shard(event["store"], field(event, "source", str, required=True),
-                     field(event, "key", str, required=True))
+        source, key = field(event, "source", str, required=True), field(event, "key", str, required=True)
+        check_source(source)
+        return shard(event["store"], source, key)
     if phase == "manifest":
         return manifest(event["store"])
     raise BadEvent(f"event field 'phase' must be plan, shard or manifest, got {phase!r}")
