@@ -72,7 +72,7 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
     ensure_dataset(store, run_spec)
     dataset = open_dataset(store, run_spec, cache_dir)
     commit, state = baton.resume()
-    model, optimizer = build(run_spec, state)
+    model, optimizer = build(run_spec, state, store=store)
     meta = {"step": 0, "tokens": 0, "loss": None, "done": False, "cost_usd": 0.0, "timings": {},
             "metrics": {"train": [], "eval": []}, "spec_digest": run_spec.digest()}
     parent_gen = 0

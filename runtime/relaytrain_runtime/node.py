@@ -122,7 +122,7 @@ def run_node(store_url: str, *, checkpoint_every: float = 600.0, max_steps: int 
         if world > 1:
             dist.barrier()
         dataset = open_dataset(store, spec, cache_dir)
-        model, optimizer = build(spec)
+        model, optimizer = build(spec, store=store)
         model.to(device)
 
         # resume: rank 0 picks the checkpoint, every rank loads that same one

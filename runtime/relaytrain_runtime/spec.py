@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from relaytrain_runtime import RelayError
-from relaytrain_runtime.presets import PRESETS, get_preset
+from relaytrain_runtime.presets import resolve_config
 
 SPEC_VERSION = 1
 
@@ -36,6 +36,15 @@ class RunSpec:
     mlm_probability: float = 0.15  # bert presets only
     keep_last: int = 3  # checkpoints kept in the store
     eval_batches: int = 8  # held-out batches for validation loss
+    model_config: dict = field(default_factory=dict)  # overrides of the preset's fields, or a full config (family...)
+    init_from: str = ""  # a pretrained HF model directory: local path, file://, s3:// or gs:// URL ("" = random init)
+    init_sha256: str = ""  # digest of the pretrained directory, filled in at init (its copy: base/<sha256>/)
+    finetune: str = "full"  # full | lora
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: str = ""  # comma-separated module names ("" = the family's default)
+    base_dtype: str = "float32"  # lora: dtype of the frozen base (float32 | bfloat16)
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -43,11 +52,12 @@ class RunSpec:
             raise RelayError("invalid run spec: " + "; ".join(problems))
 
     def problems(self) -> list[str]:
-        out = []
-        if self.preset not in PRESETS:
-            out.append(f"preset: unknown {self.preset!r} (choose one of: {', '.join(PRESETS)})")
-            return out
-        cfg = get_preset(self.preset)
+        out = self._finetune_problems()
+        if self.init_from and "family" not in self.model_config:
+            return out  # the shape is read from the pretrained directory at init (then model_config is complete)
+        cfg, problems = resolve_config(self.preset, self.model_config)
+        if cfg is None or problems:
+            return out + problems
         if self.steps < 1:
             out.append(f"steps: must be >= 1, got {self.steps}")
         if self.batch_size < 1:
@@ -65,9 +75,28 @@ class RunSpec:
             out.append(f"keep_last: must be >= 1, got {self.keep_last}")
         return out
 
+    def _finetune_problems(self) -> list[str]:
+        out = []
+        if self.finetune not in ("full", "lora"):
+            out.append(f"finetune: must be full or lora, got {self.finetune!r}")
+        if self.lora_rank < 1:
+            out.append(f"lora_rank: must be >= 1, got {self.lora_rank}")
+        if not self.lora_alpha > 0:
+            out.append(f"lora_alpha: must be > 0, got {self.lora_alpha}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            out.append(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
+        if self.base_dtype not in ("float32", "bfloat16"):
+            out.append(f"base_dtype: must be float32 or bfloat16, got {self.base_dtype!r}")
+        elif self.base_dtype != "float32" and self.finetune != "lora":
+            out.append(f"base_dtype: {self.base_dtype} needs finetune=lora (a full fine-tune trains in float32)")
+        return out
+
     @property
     def model(self):
-        return get_preset(self.preset)
+        cfg, problems = resolve_config(self.preset, self.model_config)
+        if cfg is None:
+            raise RelayError("run spec has no model shape yet: " + "; ".join(problems))
+        return cfg
 
     @property
     def sequence_length(self) -> int:

@@ -85,6 +85,11 @@ METRICS_PREFIX = "metrics/"
 BASE_PREFIX = "base/"  # a pretrained start's frozen weights and tokenizer, stored once: base/<sha256>/<file>
 
 
+def base_key(sha256: str, name: str) -> str:
+    """base/<sha256>/<name>: a file of a pretrained start's directory."""
+    return f"{BASE_PREFIX}{sha256}/{name}"
+
+
 def metrics_key(gen: int, leg_id: str) -> str:
     """One append-only metrics object per commit: `metrics/<gen>-<leg>.jsonl` (never rewritten)."""
     return f"{METRICS_PREFIX}{gen:0{GEN_WIDTH}d}-{leg_id}.jsonl"

@@ -53,9 +53,9 @@ class DeadlineTooShort(RelayError):
     pass
 
 
-def _build(spec: RunSpec):
+def _build(spec: RunSpec, store: Store):
     with _BUILD_LOCK:
-        return build(spec)
+        return build(spec, store=store)
 
 
 @dataclass
@@ -206,7 +206,7 @@ def run_shard(run: Run, rnd: int, shard: int, *, deadline: float | None = None,
     if pos["current_round"] != rnd:
         return {"status": "stale", **base}  # committed already, or the baton is behind this round
 
-    model, _ = _build(run.spec)
+    model, _ = _build(run.spec, run.store)
     if state is not None:
         with torch.no_grad():
             for name, p in model_tensors(model).items():
@@ -297,7 +297,7 @@ def commit_round(run: Run, rnd: int, baton: str, *, cost_per_second: float = 0.0
     ex = Exchange(run.store, _round(run, rnd, baton), run.config.dtype)
     vector, info = ex.assemble()
 
-    model, optimizer = _build(run.spec)
+    model, optimizer = _build(run.spec, run.store)
     params = list(model_tensors(model).values())
     first, stop = run.config.round_steps(rnd, run.spec.steps)
     if run.config.sync == "gradients":
