@@ -55,7 +55,7 @@ def _write_tokenizer(tmp: Path, store, spec) -> None:
     from relaytrain_runtime.pretrained import TOKENIZER_FILES, base_files
 
     if spec.init_from:
-        for name, data in base_files(store, spec.init_from, only=TOKENIZER_FILES).items():
+        for name, data in base_files(store, spec.init_sha256, only=TOKENIZER_FILES).items():
             (tmp / name).write_bytes(data)
         return
     data_store = dataset_store(store, spec)

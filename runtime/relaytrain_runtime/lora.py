@@ -35,16 +35,21 @@ def _linear_names(hf: torch.nn.Module) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name, m in hf.named_modules() if isinstance(m, linear)})
 
 
+def missing_targets(hf: torch.nn.Module, spec) -> None:
+    """Refuse target modules the model does not have, naming the ones it has."""
+    present = _linear_names(hf)
+    missing = [t for t in targets(spec) if t not in present]
+    if missing:
+        raise RelayError(f"lora_targets: {', '.join(missing)} match no module of the {spec.model.family} model "
+                         f"(its linear layers: {', '.join(present)})")
+
+
 def apply_lora(hf: torch.nn.Module, spec) -> torch.nn.Module:
     """`hf` with LoRA adapters of the spec (the adapters initialised from the seed); the base is frozen."""
     from peft import LoraConfig, TaskType, get_peft_model
 
+    missing_targets(hf, spec)
     wanted = targets(spec)
-    present = _linear_names(hf)
-    missing = [t for t in wanted if t not in present]
-    if missing:
-        raise RelayError(f"lora_targets: {', '.join(missing)} match no module of the {spec.model.family} model "
-                         f"(its linear layers: {', '.join(present)})")
     config = LoraConfig(r=spec.lora_rank, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
                         target_modules=wanted, fan_in_fan_out=spec.model.family == "gpt",
                         task_type=TaskType.CAUSAL_LM if spec.model.task == "causal" else None)

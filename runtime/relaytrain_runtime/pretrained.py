@@ -18,6 +18,7 @@ import hashlib
 import json
 import struct
 from dataclasses import replace
+from pathlib import Path
 
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.contract.keys import base_key
@@ -119,29 +120,49 @@ def directory_digest(files: dict[str, bytes]) -> tuple[str, dict]:
 # ------------------------------------------------------------------------------------- storing
 
 
-def store_base(store: Store, url: str) -> tuple[str, dict]:
-    """Copy the pretrained directory at `url` into `store` under base/<sha256>/ (once). Returns (sha, config)."""
-    config, files = read_source(url)
-    sha, entries = directory_digest(files)
+def store_base(store: Store, sha: str, files: dict[str, bytes], entries: dict, source: str) -> None:
+    """Copy a checked directory into `store` under base/<sha256>/, once: the manifest is created last."""
     manifest_key = base_key(sha, MANIFEST)
-    if not store.exists(manifest_key):
-        for name, data in files.items():
-            store.write(base_key(sha, name), data)
-        store.create(manifest_key, (json.dumps({"files": entries, "source": url}, indent=1) + "\n").encode())
-    return sha, config
+    if store.exists(manifest_key):
+        return
+    for name, data in files.items():
+        store.write(base_key(sha, name), data)
+    store.create(manifest_key, (json.dumps({"files": entries, "source": source}, indent=1) + "\n").encode())
 
 
 def prepare_spec(store: Store, spec):
     """The spec of a pretrained start with its base stored: init_sha256 and the full model shape filled in
-    from the directory (the same directory always gives the same spec)."""
+    from the directory (the same directory always gives the same spec). Everything is checked (the
+    directory, the spec, the LoRA targets) before the first object is written."""
     if not spec.init_from:
+        if spec.finetune == "lora":
+            check_targets(spec)
         return spec
-    sha, config = store_base(store, spec.init_from)
-    shape = {**from_hf_config(config).to_dict(), **{k: v for k, v in spec.model_config.items() if k == "dropout"}}
+    if "://" not in spec.init_from:  # a local path: recorded as its file:// URL (one spelling per directory)
+        spec = replace(spec, init_from=Path(spec.init_from).absolute().as_uri())
+    config, files = read_source(spec.init_from)
+    sha, entries = directory_digest(files)
     if spec.init_sha256 and spec.init_sha256 != sha:
         raise RelayError(f"init_from {spec.init_from} holds a different model (sha256 {sha}) than the run's "
                          f"init_sha256 {spec.init_sha256}")
-    return replace(spec, init_sha256=sha, model_config=shape)
+    shape = {**from_hf_config(config).to_dict(), **{k: v for k, v in spec.model_config.items() if k == "dropout"}}
+    spec = replace(spec, preset="", init_sha256=sha, model_config=shape)
+    if spec.finetune == "lora":
+        check_targets(spec)
+    store_base(store, sha, files, entries, spec.init_from)
+    return spec
+
+
+def check_targets(spec) -> None:
+    """Refuse LoRA targets that match no module of the model (checked on a shape-only build)."""
+    import torch
+
+    from relaytrain_runtime.lora import missing_targets
+    from relaytrain_runtime.model import hf_model
+
+    with torch.device("meta"):
+        hf = hf_model(spec.model)
+    missing_targets(hf, spec)
 
 
 def base_files(store: Store, sha: str, only: tuple[str, ...] | None = None) -> dict[str, bytes]:
