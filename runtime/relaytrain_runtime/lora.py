@@ -2,7 +2,7 @@
 
 Only the adapters are trainable, so only they (and their AdamW moments) go into each checkpoint; a
 pretrained base is stored once under base/<sha256>/, a random-init base is rebuilt from the seed.
-Default target modules per family are the attention projections.
+Default target modules per family are the attention projections (presets.LORA_TARGETS).
 """
 
 from __future__ import annotations
@@ -10,13 +10,7 @@ from __future__ import annotations
 import torch
 
 from relaytrain_runtime import RelayError
-
-DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
-    "gpt": ("c_attn", "c_proj"),
-    "bert": ("query", "key", "value"),
-    "llama": ("q_proj", "k_proj", "v_proj", "o_proj"),
-    "qwen2": ("q_proj", "k_proj", "v_proj", "o_proj"),
-}
+from relaytrain_runtime.presets import LORA_TARGETS
 
 
 def is_lora(spec) -> bool:
@@ -25,7 +19,7 @@ def is_lora(spec) -> bool:
 
 def targets(spec) -> list[str]:
     given = [t.strip() for t in spec.lora_targets.split(",") if t.strip()]
-    return given or list(DEFAULT_TARGETS[spec.model.family])
+    return given or list(LORA_TARGETS[spec.model.family])
 
 
 def _linear_names(hf: torch.nn.Module) -> list[str]:

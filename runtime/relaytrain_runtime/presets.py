@@ -21,6 +21,13 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "qwen2": ("qwen2", "causal"),
 }
 MODEL_TYPES = {model_type: family for family, (model_type, _) in FAMILIES.items()}
+# LoRA's default target modules per family: the attention projections
+LORA_TARGETS: dict[str, tuple[str, ...]] = {
+    "gpt": ("c_attn", "c_proj"),
+    "bert": ("query", "key", "value"),
+    "llama": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "qwen2": ("q_proj", "k_proj", "v_proj", "o_proj"),
+}
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,30 @@ class ModelConfig:
         emb = v * d + self.n_positions * d + self.type_vocab_size * d + 2 * d
         head = (d * d + d) + 2 * d + v  # transform.dense, transform.LayerNorm, decoder bias
         return emb + L * block + head
+
+
+    def linear_shapes(self) -> dict[str, list[tuple[int, int]]]:
+        """(in, out) of every linear layer by module name (one entry per layer instance), for LoRA counts."""
+        d, f, L = self.d_model, self.d_ff, self.n_layers
+        if self.family in ("llama", "qwen2"):
+            kv = self.kv_heads * (d // self.n_heads)
+            per = {"q_proj": (d, d), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (d, d),
+                   "gate_proj": (d, f), "up_proj": (d, f), "down_proj": (f, d)}
+            shapes = {name: [shape] * L for name, shape in per.items()}
+        elif self.family == "gpt":
+            shapes = {"c_attn": [(d, 3 * d)] * L, "c_proj": [(d, d), (f, d)] * L, "c_fc": [(d, f)] * L}
+        else:
+            shapes = {"query": [(d, d)] * L, "key": [(d, d)] * L, "value": [(d, d)] * L,
+                      "dense": [(d, d), (d, f), (f, d)] * L + [(d, d)]}
+        if self.task == "causal":
+            shapes["lm_head"] = [(d, self.vocab_size)]
+        return shapes
+
+    def lora_param_count(self, rank: int, targets: list[str] | tuple[str, ...] | None = None) -> int:
+        """Trainable parameters of LoRA adapters of `rank` on `targets` (default: the family's)."""
+        shapes = self.linear_shapes()
+        wanted = targets or LORA_TARGETS[self.family]
+        return sum(rank * (i + o) for name in wanted for i, o in shapes.get(name, []))
 
 
 def _llama(vocab: int, positions: int, d: int, layers: int, heads: int, kv: int, ff: int, **kw) -> ModelConfig:

@@ -11,7 +11,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.contract.keys import BASE_PREFIX
 from relaytrain_runtime.data import EOS, MASK, PAD, eval_batch, open_dataset

@@ -17,7 +17,7 @@ from relaytrain_runtime import RelayError
 
 from relaytrain import prices
 from relaytrain.blueprint import limits as L
-from relaytrain.blueprint.memory import checkpoint_bytes
+from relaytrain.blueprint.memory import checkpoint_bytes, trainable_params
 from relaytrain.blueprint.schema import Blueprint
 from relaytrain.plan import devices as D
 
@@ -72,9 +72,17 @@ class Plan:
         return asdict(self)
 
 
-def flops_per_token(model, seq_len: int) -> float:
-    position = model.n_positions * model.d_model + (model.type_vocab_size * model.d_model if model.family == "bert" else 0)
-    return 6 * (model.param_count() - position) + 12 * model.n_layers * model.d_model * seq_len
+def flops_per_token(model, seq_len: int, spec=None) -> float:
+    """Training FLOPs per token: 6 x the matmul parameters (forward 2, backward 4) plus attention. LoRA
+    (spec.finetune == "lora") runs forward and the activation half of backward through the frozen base
+    (4 x its parameters, no weight gradients) and all of it through the adapters (6 x theirs)."""
+    learned = {"gpt": model.n_positions * model.d_model,
+               "bert": (model.n_positions + model.type_vocab_size) * model.d_model}.get(model.family, 0)
+    attention = 12 * model.n_layers * model.d_model * seq_len
+    matmul = model.param_count() - learned  # position lookups cost no FLOPs
+    if spec is not None and spec.finetune == "lora":
+        return 4 * matmul + 6 * trainable_params(model, spec) + attention
+    return 6 * matmul + attention
 
 
 def _line(plan: Plan, item: str, quantity: float, key: str) -> None:
@@ -87,7 +95,7 @@ def plan(bp: Blueprint, devices: D.Devices | None = None, hours: float | None = 
     spec = bp.training.run_spec()
     model = spec.model
     tokens = spec.steps * spec.tokens_per_step
-    flops = tokens * flops_per_token(model, spec.sequence_length)
+    flops = tokens * flops_per_token(model, spec.sequence_length, spec)
     result = Plan(bp.name, bp.topology, bp.cloud, bp.region, spec.preset, model.param_count(), tokens, flops,
                   "", 0.0, 0.0, 0.0, budget_usd=bp.budget_usd, devices=devices.source)
     {"lambda-steps": _lambda_steps, "function-shards": _function_shards, "gpu-node": _gpu_node,
@@ -100,13 +108,13 @@ def plan(bp: Blueprint, devices: D.Devices | None = None, hours: float | None = 
 
 def _storage(plan: Plan, bp: Blueprint, spec, wall_s: float, puts: float, gets: float, restores: float) -> None:
     """Checkpoints kept in the bucket for the run's duration (keep_last of them) and their requests."""
-    stored_gb = checkpoint_bytes(spec.model) * spec.keep_last / 1e9
+    stored_gb = checkpoint_bytes(spec.model, spec) * spec.keep_last / 1e9
     store = "s3" if bp.cloud == "aws" else "gcs"
     _line(plan, f"{store.upper()} storage, {spec.keep_last} checkpoints", stored_gb * wall_s / MONTH_S,
           f"{store}.gb_month")
     _line(plan, f"{store.upper()} writes", puts, "s3.put" if store == "s3" else "gcs.class_a")
     _line(plan, f"{store.upper()} reads", gets, "s3.get" if store == "s3" else "gcs.class_b")
-    _line(plan, "data transfer, checkpoints (same region)", checkpoint_bytes(spec.model) / 1e9 * restores,
+    _line(plan, "data transfer, checkpoints (same region)", checkpoint_bytes(spec.model, spec) / 1e9 * restores,
           "transfer.in_region_gb")
 
 
@@ -118,7 +126,7 @@ def _lambda_steps(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) ->
     lam = bp.lambda_
     vcpu = min(L.LAMBDA_MAX_VCPU, lam.memory_mb / L.LAMBDA_MB_PER_VCPU)
     rate = vcpu * devices.cpu_flops_per_vcpu
-    ckpt = checkpoint_bytes(spec.model)
+    ckpt = checkpoint_bytes(spec.model, spec)
     io_s = ckpt / D.STORE_BYTES_PER_S["lambda"]
     step_s = plan.flops / spec.steps / rate
     usable = lam.timeout_s - lam.leg_margin_s - D.COLD_START_S["lambda"] - io_s
@@ -187,7 +195,7 @@ def _function_shards(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours)
     exchange = p * {"fp32": 4, "bf16": 2, "fp16": 2}[fn.exchange_dtype]
     bw = D.STORE_BYTES_PER_S["functions"]
     shard_s = (4 * p + exchange) / bw + compute_s  # read weights, compute, write update
-    reduce_s = (fn.shards * exchange + 8 * p + checkpoint_bytes(spec.model)) / bw  # read updates + optimizer, commit
+    reduce_s = (fn.shards * exchange + 8 * p + checkpoint_bytes(spec.model, spec)) / bw  # read updates + optimizer, commit
     round_s = D.ROUND_OVERHEAD_S + shard_s + reduce_s
     if shard_s > fn.timeout_s:
         raise RelayError(f"{bp.name}: one round takes a shard ~{shard_s:.0f} s, over functions.timeout_s "
@@ -201,7 +209,7 @@ def _function_shards(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours)
                       f"(compute {compute_s:.1f} s), reduce ~{reduce_s:.1f} s; exchange {exchange / 1e6:.0f} MB per "
                       f"shard per round ({fn.exchange_dtype})")
     plan.lines += functions_cost(bp, rounds * (fn.shards * shard_s + reduce_s), rounds)
-    ckpt_objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model))
+    ckpt_objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model, spec))
     puts = rounds * (fn.shards * _parts(exchange) + ckpt_objects)
     gets = rounds * (fn.shards * (_parts(4 * p) + _parts(exchange)) + ckpt_objects)
     _storage(plan, bp, spec, plan.wall_s, puts, gets, rounds * (fn.shards + 1))
@@ -226,7 +234,7 @@ def _node_hours(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> f
     plan.workers = f"{g.nodes} x {g.instance_type} ({count}x {gpu.name}){' spot' if g.spot else ''}"
     plan.worker_flops = rate
     plan.train_s = plan.flops / rate
-    save_s = checkpoint_bytes(spec.model) / D.STORE_BYTES_PER_S["vm"]
+    save_s = checkpoint_bytes(spec.model, spec) / D.STORE_BYTES_PER_S["vm"]
     wall = D.COLD_START_S["vm"] + plan.train_s * (1 + save_s / g.checkpoint_every_s)
     if g.spot:  # expected rework: half a checkpoint interval plus a restart per interruption
         interruptions = D.SPOT_INTERRUPTIONS_PER_HOUR * wall / 3600
@@ -266,7 +274,7 @@ def node_hourly_usd(bp: Blueprint, spot: bool | None = None) -> float:
 def _gpu_node(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> None:
     wall = _node_hours(plan, bp, spec, devices, hours)
     saves = max(1, int(wall // bp.gpu.checkpoint_every_s))
-    objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model))
+    objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model, spec))
     _storage(plan, bp, spec, wall, saves * objects, 2 * objects, 1)
 
 
@@ -292,5 +300,5 @@ def _hybrid(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> None:
     _line(plan, "Lambda compute, evaluate", evals * ev_s * ev.memory_mb / 1024, f"lambda.gb_s.{ev.architecture}")
     _line(plan, "Lambda requests", objects + evals, "lambda.request")
     _line(plan, "Step Functions transitions", 2 * objects + 3 * evals + 10, "sfn.transition")
-    ckpt_objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model))
+    ckpt_objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model, spec))
     _storage(plan, bp, spec, plan.wall_s, evals * ckpt_objects + 2 * objects, evals * 3 + objects, evals)
