@@ -2,10 +2,11 @@
 
 A full fine-tune (fp32 AdamW) holds weights (4 B/param), gradients (4 B/param) and two optimizer
 moments (8 B/param). LoRA holds the frozen base (4 B/param, or 2 in bfloat16) without gradients or
-optimizer state, and the adapters with all three; activations follow Korthikanti et al. 2022 ("Reducing Activation Recomputation"),
-s*b*h*(34 + 5*a*s/h) bytes per layer for 16-bit tensors, doubled for fp32; the LM head keeps
-logits, their softmax and its gradient (3 x b*s*V*4 B). An estimate to reject the impossible,
-not a promise that anything just under the limit fits: a worker must keep 10 % headroom.
+optimizer state, and the adapters with all three; activations follow Korthikanti et al. 2022
+("Reducing Activation Recomputation"), s*b*h*(34 + 5*a*s/h) bytes per layer for 16-bit tensors,
+doubled for fp32; the LM head keeps logits, their softmax and its gradient (3 x b*s*V*4 B). An
+estimate to reject the impossible, not a promise that anything just under the limit fits: a worker
+must keep 10 % headroom.
 """
 
 from __future__ import annotations
