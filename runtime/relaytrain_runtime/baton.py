@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from relaytrain_runtime import RelayError
+from relaytrain_runtime import RelayError, respec
 from relaytrain_runtime.tensorfile import decode, encode
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import NotFound, Store, open_store
@@ -89,29 +89,30 @@ class Baton:
     # ------------------------------------------------------------------------------ spec
 
     def init(self, spec: RunSpec) -> bool:
-        """Write the run spec once. True if written now, False if the identical spec was there already."""
+        """Write the run spec once. True if written now (or recorded as a new version raising steps), False if
+        the identical spec was there already."""
         self.store.check()
         if self.store.create(SPEC_KEY, spec.to_json().encode()):
             return True
-        existing = self.spec()
-        if existing.digest() != spec.digest():
-            ours, theirs = spec.to_dict(), existing.to_dict()
-            diff = ", ".join(f"{k}={theirs.get(k)!r} (asked {ours.get(k)!r})" for k in sorted(ours)
-                             if ours.get(k) != theirs.get(k))
-            raise RelayError(f"{self.store.url} already holds a different run ({diff}); "
-                             "use a new store URL, or the options of the existing run")
-        return False
+        try:
+            if not respec.is_new_version(self.spec(), spec):
+                return False
+        except RelayError as exc:
+            raise RelayError(f"{self.store.url} {exc}") from None
+        respec.record_version(self.store, spec)
+        return True
 
     def spec(self) -> RunSpec:
         try:
-            raw = self.store.read(SPEC_KEY)
+            key = respec.current_key(self.store)
+            raw = self.store.read(key)
         except NotFound:
             raise RelayError(f"no run at {self.store.url} (no {SPEC_KEY}); start one with "
                              "`relaytrain init --store URL --preset NAME --steps N`") from None
         try:
             return RunSpec.from_json(raw)
         except RelayError as exc:
-            raise RelayError(f"{self.store.url}/{SPEC_KEY} is unusable: {exc}; "
+            raise RelayError(f"{self.store.url}/{key} is unusable: {exc}; "
                              "restore it or start the run in a new store") from None
 
     # ----------------------------------------------------------------------------- commits

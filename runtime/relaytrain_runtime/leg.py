@@ -87,7 +87,7 @@ def run_leg(store_url: str, *, deadline: float | None = None, max_steps: int | N
               "tokens": meta["tokens"], "cost_usd": meta["cost_usd"], "leg_steps": 0, "leg_id": leg_id,
               "store": store.url, "warnings": baton.warnings, "threads": threads,
               "seconds": {"start": round(start_s, 3), "load": round(load_s, 3), "train": 0.0, "save": 0.0}}
-    if meta["done"] or step0 >= run_spec.steps:
+    if step0 >= run_spec.steps:  # (a run whose steps were raised after it was done trains on)
         status.update(status="done", done=True)
         return status
 

@@ -58,8 +58,8 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def problems(self, where: str = "model") -> list[str]:
-        """Shape errors, each naming its field (`model.n_heads: ...`)."""
+    def problems(self, where: str = "model_shape") -> list[str]:
+        """Shape errors, each naming its field (`model_shape.n_heads: ...`)."""
         if self.family not in FAMILIES:
             return [f"{where}.family: unknown {self.family!r} (choose one of: {', '.join(FAMILIES)})"]
         out = [f"{where}.{name}: must be >= 1, got {getattr(self, name)}" for name in
@@ -151,25 +151,25 @@ CONFIG_FIELDS = tuple(f.name for f in fields(ModelConfig))
 
 
 def resolve_config(preset: str, model: dict | None) -> tuple[ModelConfig | None, list[str]]:
-    """The shape of a run: the preset with `model`'s fields overriding it, or `model` alone when it names its
-    `family` (a full config). Returns (config or None, problems naming the field)."""
+    """The shape of a run: the preset with `model`'s fields (the spec's model_shape) overriding it, or `model`
+    alone when it names its `family` (a full config). Returns (config or None, problems naming the field)."""
     model = dict(model or {})
     unknown = sorted(set(model) - set(CONFIG_FIELDS))
     if unknown:
-        return None, [f"model.{k}: unknown field (known: {', '.join(CONFIG_FIELDS)})" for k in unknown]
+        return None, [f"model_shape.{k}: unknown field (known: {', '.join(CONFIG_FIELDS)})" for k in unknown]
     if "family" in model:
         missing = [f.name for f in fields(ModelConfig) if f.default is MISSING and f.name not in model]
         if missing:
-            return None, [f"model.{k}: required in a full config (one with family)" for k in missing]
+            return None, [f"model_shape.{k}: required in a full config (one with family)" for k in missing]
         try:
             cfg = ModelConfig(**model)
         except TypeError as exc:
-            return None, [f"model: {exc}"]
+            return None, [f"model_shape: {exc}"]
     elif preset not in PRESETS:
         return None, [f"preset: unknown {preset!r} (choose one of: {', '.join(PRESETS)})"]
     else:
         cfg = replace(PRESETS[preset], **model)
-    bad = [f"model.{name}: expected a number, got {getattr(cfg, name)!r}" for name in CONFIG_FIELDS
+    bad = [f"model_shape.{name}: expected a number, got {getattr(cfg, name)!r}" for name in CONFIG_FIELDS
            if name != "family" and not isinstance(getattr(cfg, name), (int, float))]
     return (None, bad) if bad else (cfg, cfg.problems())
 

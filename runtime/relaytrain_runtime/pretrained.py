@@ -145,8 +145,8 @@ def prepare_spec(store: Store, spec):
     if spec.init_sha256 and spec.init_sha256 != sha:
         raise RelayError(f"init_from {spec.init_from} holds a different model (sha256 {sha}) than the run's "
                          f"init_sha256 {spec.init_sha256}")
-    shape = {**from_hf_config(config).to_dict(), **{k: v for k, v in spec.model_config.items() if k == "dropout"}}
-    spec = replace(spec, preset="", init_sha256=sha, model_config=shape)
+    shape = {**from_hf_config(config).to_dict(), **{k: v for k, v in spec.model_shape.items() if k == "dropout"}}
+    spec = replace(spec, preset="", init_sha256=sha, model_shape=shape)
     if spec.finetune == "lora":
         check_targets(spec)
     store_base(store, sha, files, entries, spec.init_from)

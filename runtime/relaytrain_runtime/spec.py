@@ -36,7 +36,7 @@ class RunSpec:
     mlm_probability: float = 0.15  # bert presets only
     keep_last: int = 3  # checkpoints kept in the store
     eval_batches: int = 8  # held-out batches for validation loss
-    model_config: dict = field(default_factory=dict)  # overrides of the preset's fields, or a full config (family...)
+    model_shape: dict = field(default_factory=dict)  # overrides of the preset's fields, or a full config (family...)
     init_from: str = ""  # a pretrained HF model directory: local path, file://, s3:// or gs:// URL ("" = random init)
     init_sha256: str = ""  # digest of the pretrained directory, filled in at init (its copy: base/<sha256>/)
     finetune: str = "full"  # full | lora
@@ -53,9 +53,9 @@ class RunSpec:
 
     def problems(self) -> list[str]:
         out = self._finetune_problems()
-        if self.init_from and "family" not in self.model_config:
-            return out  # the shape is read from the pretrained directory at init (then model_config is complete)
-        cfg, problems = resolve_config(self.preset, self.model_config)
+        if self.init_from and "family" not in self.model_shape:
+            return out  # the shape is read from the pretrained directory at init (then model_shape is complete)
+        cfg, problems = resolve_config(self.preset, self.model_shape)
         if cfg is None or problems:
             return out + problems
         if self.steps < 1:
@@ -93,7 +93,7 @@ class RunSpec:
 
     @property
     def model(self):
-        cfg, problems = resolve_config(self.preset, self.model_config)
+        cfg, problems = resolve_config(self.preset, self.model_shape)
         if cfg is None:
             raise RelayError("run spec has no model shape yet: " + "; ".join(problems))
         return cfg

@@ -7,54 +7,20 @@ import random
 import shutil
 import subprocess
 import sys
-from dataclasses import replace
 
 import pytest
 import torch
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.contract.keys import BASE_PREFIX
-from relaytrain_runtime.data import EOS, MASK, PAD, eval_batch, open_dataset
+from relaytrain_runtime.data import EOS, eval_batch, open_dataset
 from relaytrain_runtime.leg import run_leg
-from relaytrain_runtime.pretrained import prepare_spec
-from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
 from relaytrain_runtime.train import build, evaluate
 
+from tests.fixtures.pretrained import write_pretrained
+
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
-
-RUN = dict(steps=6, seed=7, batch_size=4, seq_len=32, eval_batches=2, lr=1e-3, warmup_steps=2)
-
-
-def _write_pretrained(root, stdlib_dataset, *, shard: bool = False, vocab: int = 4096):
-    from relaytrain_runtime.model import transformers_config
-    from relaytrain_runtime.presets import get_preset
-
-    cfg = replace(get_preset("tiny-llama"), vocab_size=vocab)
-    torch.manual_seed(123)
-    model = transformers.LlamaForCausalLM(transformers_config(cfg, eos_id=0, pad_id=1))
-    model.save_pretrained(str(root), max_shard_size="1MB" if shard else "5GB")
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(stdlib_dataset / "data" / "tokenizer.json"),
-                                               eos_token=EOS, pad_token=PAD, mask_token=MASK)
-    tok.save_pretrained(str(root))
-    return root
-
-
-@pytest.fixture(scope="module")
-def pretrained_dirs(tmp_path_factory, stdlib_dataset):
-    root = tmp_path_factory.mktemp("pretrained")
-    return {"single": _write_pretrained(root / "single", stdlib_dataset),
-            "sharded": _write_pretrained(root / "sharded", stdlib_dataset, shard=True)}
-
-
-def _run(tmp_path, stdlib_dataset, init_from, name, **overrides) -> str:
-    """A store with the dataset copied in (same tokenizer as the pretrained one) and the prepared spec."""
-    root = tmp_path / name
-    shutil.copytree(stdlib_dataset / "data", root / "data")
-    store = open_store(str(root))
-    spec = prepare_spec(store, RunSpec(init_from=str(init_from), **{**RUN, **overrides}))
-    Baton(store).init(spec)
-    return store.url
 
 
 def _cli(*args):
@@ -63,20 +29,20 @@ def _cli(*args):
 
 def _one_line_error(proc, *needles):
     assert proc.returncode != 0
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("[transformers]")]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("finetune,layout", [("lora", "single"), ("full", "sharded")])
-def test_legs_cut_anywhere_equal_one_run(tmp_path, stdlib_dataset, pretrained_dirs, finetune, layout):
+def test_legs_cut_anywhere_equal_one_run(pretrained_run, pretrained_dirs, finetune, layout):
     src = pretrained_dirs[layout]
-    whole = _run(tmp_path, stdlib_dataset, src, "whole", finetune=finetune)
+    whole = pretrained_run(src, "whole", finetune=finetune)
     assert run_leg(whole)["done"]
     reference = Baton(open_store(whole)).latest()
     rng = random.Random(finetune)
-    url = _run(tmp_path, stdlib_dataset, src, "legs", finetune=finetune)
+    url = pretrained_run(src, "legs", finetune=finetune)
     cuts = []
     while not (s := run_leg(url, max_steps=rng.choice([1, 2, 3]) if cuts else 1))["done"]:  # a 1-step leg first
         cuts.append(s["leg_steps"])
@@ -173,7 +139,7 @@ def test_bad_directories_are_one_line_and_write_nothing(tmp_path, stdlib_dataset
                                                         extra):
     src = tmp_path / "src"
     if case == "big-vocab":
-        _write_pretrained(src, stdlib_dataset, vocab=512)
+        write_pretrained(src, stdlib_dataset / "data" / "tokenizer.json", vocab=512)
     else:
         shutil.copytree(pretrained_dirs["single"], src)
     {"not-a-model": lambda: (src / "config.json").unlink(),

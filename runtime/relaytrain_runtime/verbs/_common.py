@@ -13,7 +13,7 @@ _HELP = {
     "steps": "total optimizer steps of the run",
     "seed": "seed of the weights, the batches and the masking",
     "dataset": "'stdlib' (Python's own sources, built locally) or the store URL of a prepared dataset",
-    "model_config": "JSON object: overrides of the preset's shape ({\"n_layers\": 2}) or a full config (with family)",
+    "model_shape": "JSON object: overrides of the preset's shape ({\"n_layers\": 2}) or a full config (with family)",
     "init_from": "pretrained Hugging Face model directory (path, file://, s3:// or gs:// URL); no --preset needed",
     "finetune": "full or lora",
 }
@@ -31,7 +31,7 @@ def _json_object(text: str) -> dict:
 
 def add_spec_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """One --option per RunSpec field (--batch-size, --lr, ...); --steps is required for init (and --preset
-    unless --init-from or a full --model-config gives the shape: checked by the verb)."""
+    unless --init-from or a full --model-shape gives the shape: checked by the verb)."""
     defaults = RunSpec()
     group = parser.add_argument_group("run spec")
     for f in fields(RunSpec):

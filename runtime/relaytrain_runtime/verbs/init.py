@@ -23,8 +23,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from relaytrain_runtime.pretrained import prepare_spec
 
-    if not (args.spec_preset or args.spec_init_from or "family" in (args.spec_model_config or {})):
-        raise RelayError("init needs the model: --preset NAME, --init-from DIR_OR_URL or a full --model-config")
+    if not (args.spec_preset or args.spec_init_from or "family" in (args.spec_model_shape or {})):
+        raise RelayError("init needs the model: --preset NAME, --init-from DIR_OR_URL or a full --model-shape")
     spec = spec_from_args(args)
     store = open_store(args.store)
     store.check()
