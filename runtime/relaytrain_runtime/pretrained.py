@@ -167,11 +167,7 @@ def check_targets(spec) -> None:
 
 def base_files(store: Store, sha: str, only: tuple[str, ...] | None = None) -> dict[str, bytes]:
     """The verified files of base `sha` in the run's store (all, or those of `only` that it has)."""
-    try:
-        entries = json.loads(store.read(base_key(sha, MANIFEST)))["files"]
-    except NotFound:
-        raise RelayError(f"{store.url} lacks the run's pretrained base {base_key(sha, MANIFEST)}; "
-                         "run `relaytrain init --init-from ...` for this store") from None
+    entries = base_manifest(store, sha)
     out = {}
     for name, entry in entries.items():
         if only is not None and name not in only:
@@ -184,23 +180,27 @@ def base_files(store: Store, sha: str, only: tuple[str, ...] | None = None) -> d
     return out
 
 
-_CACHE: dict[str, tuple[dict, dict]] = {}  # sha -> (config, tensors): a warm worker reads its base once
+def base_manifest(store: Store, sha: str) -> dict:
+    try:
+        return json.loads(store.read(base_key(sha, MANIFEST)))["files"]
+    except NotFound:
+        raise RelayError(f"{store.url} lacks the run's pretrained base {base_key(sha, MANIFEST)}; "
+                         "run `relaytrain init --init-from ...` for this store") from None
 
 
 def load_base(store: Store, sha: str) -> tuple[dict, dict]:
-    """(config.json dict, {name: tensor}) of base `sha`, verified; cached per process."""
-    if sha not in _CACHE:
-        from safetensors.torch import load
+    """(config.json dict, {name: tensor}) of base `sha`, every file verified. One weight file's bytes are
+    held at a time (each is decoded, then dropped), so the peak is about the weights once."""
+    from safetensors.torch import load
 
-        files = base_files(store, sha, only=None)
-        config = json.loads(files[CONFIG])
-        tensors = {}
-        for name, data in files.items():
-            if name.endswith(".safetensors"):
-                tensors.update(load(bytes(data)))
-        _CACHE.clear()
-        _CACHE[sha] = (config, tensors)
-    return _CACHE[sha]
+    names = sorted(n for n in base_manifest(store, sha) if n.endswith(".safetensors"))
+    config = json.loads(base_files(store, sha, only=(CONFIG,))[CONFIG])
+    tensors = {}
+    for name in names:
+        data = base_files(store, sha, only=(name,))[name]
+        tensors.update(load(data))
+        del data
+    return config, tensors
 
 
 def transformers_config_of(config: dict):
@@ -214,10 +214,11 @@ def transformers_config_of(config: dict):
 
 
 def load_into(hf, tensors: dict, where: str) -> None:
-    """Copy the base's tensors into `hf` (float32); only weights tied to another may be absent."""
+    """Put the base's tensors into `hf` (assigned, not copied: `hf` was built without init, so its empty
+    storage is released), then float32; only weights tied to another may be absent."""
     import torch
 
-    result = hf.load_state_dict(tensors, strict=False)
+    result = hf.load_state_dict(tensors, strict=False, assign=True)
     tied = set(getattr(hf, "_tied_weights_keys", None) or {}) if hf.config.tie_word_embeddings else set()
     missing = sorted(set(result.missing_keys) - tied)
     if missing:

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from relaytrain_runtime import RelayError
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.contract.keys import BASE_PREFIX
 from relaytrain_runtime.data import EOS, eval_batch, open_dataset
@@ -67,6 +68,11 @@ def test_legs_cut_anywhere_equal_one_run(pretrained_run, pretrained_dirs, finetu
     model, _ = build(spec, store=store)
     start = {k: v.detach().clone() for k, v in model.hf.named_parameters() if k in names}
     assert any(not torch.equal(start[k], state["weights"][k]) for k in start)
+    # a damaged base in the store is refused by digest, naming the object
+    weights_key = sorted(k for k in base if k.endswith(".safetensors"))[0]
+    store.write(weights_key, store.read(weights_key)[:-8] + b"\0" * 8)
+    with pytest.raises(RelayError, match="is corrupt"):
+        build(spec, state if finetune == "lora" else None, store=store)
 
 
 def _runtime_loss(url):
