@@ -72,6 +72,7 @@ def main() -> None:
             row.update(baseline_s=round(statistics.median(base), 3),
                        ratio=round(statistics.median(cand) / statistics.median(base), 3))
         result["presets"][preset] = row
+        print(json.dumps({preset: row, "samples": {"baseline": base, "candidate": cand}}), file=sys.stderr, flush=True)
     result["load_after"] = os.getloadavg()[0]
     print(json.dumps(result))
 

@@ -146,6 +146,11 @@ def prepare_spec(store: Store, spec):
         raise RelayError(f"init_from {spec.init_from} holds a different model (sha256 {sha}) than the run's "
                          f"init_sha256 {spec.init_sha256}")
     shape = {**from_hf_config(config).to_dict(), **{k: v for k, v in spec.model_shape.items() if k == "dropout"}}
+    if "family" in spec.model_shape:  # a declared shape (e.g. for validating a blueprint) must be the directory's
+        differ = sorted(k for k, v in shape.items() if k in spec.model_shape and spec.model_shape[k] != v)
+        if differ:
+            raise RelayError("model_shape: differs from " + f"{spec.init_from}/{CONFIG} in "
+                             + ", ".join(f"{k} ({spec.model_shape[k]!r} vs {shape[k]!r})" for k in differ))
     spec = replace(spec, preset="", init_sha256=sha, model_shape=shape)
     if spec.finetune == "lora":
         check_targets(spec)

@@ -15,6 +15,7 @@ from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.contract.keys import BASE_PREFIX
 from relaytrain_runtime.data import EOS, eval_batch, open_dataset
 from relaytrain_runtime.leg import run_leg
+from relaytrain_runtime.presets import get_preset
 from relaytrain_runtime.store import open_store
 from relaytrain_runtime.train import build, evaluate
 
@@ -140,6 +141,8 @@ def _break_arch(path):
     ("lora-targets", ["lora_targets: nothing_proj match no module", "q_proj"],
      ["--finetune", "lora", "--lora-targets", "nothing_proj"]),
     ("big-vocab", ["tokens, more than the model's vocab_size 512"], []),
+    ("shape-mismatch", ["model_shape: differs from", "n_layers (3 vs 4)"],
+     ["--model-shape", json.dumps({**get_preset("tiny-llama").to_dict(), "n_layers": 3})]),
 ])
 def test_bad_directories_are_one_line_and_write_nothing(tmp_path, stdlib_dataset, pretrained_dirs, case, needles,
                                                         extra):
