@@ -123,15 +123,18 @@ def main() -> None:
     ap.add_argument("--loop-steps", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--dataset-dir", default=None, help="a store holding a prepared stdlib dataset (else built)")
+    ap.add_argument("--parts", default="checkpoint,loop", help="which parts to run (checkpoint, loop)")
     args = ap.parse_args()
     threads = determinism.configure()
     dataset_dir = args.dataset_dir or tempfile.mkdtemp(prefix="rt-bench-ds-")
     ensure_dataset(open_store(dataset_dir), RunSpec(preset="tiny-llama"))
-    result = {"threads": threads, "load": os.getloadavg()[0],
-              "checkpoint": {"preset": args.preset, **checkpoint_part(args.preset, args.steps, dataset_dir)},
-              "loop": {"preset": args.loop_preset, **loop_part(args.loop_preset, args.loop_steps, args.rounds,
-                                                              dataset_dir)},
-              "load_after": os.getloadavg()[0]}
+    result = {"threads": threads, "load": os.getloadavg()[0]}
+    if "checkpoint" in args.parts:
+        result["checkpoint"] = {"preset": args.preset, **checkpoint_part(args.preset, args.steps, dataset_dir)}
+    if "loop" in args.parts:
+        result["loop"] = {"preset": args.loop_preset,
+                          **loop_part(args.loop_preset, args.loop_steps, args.rounds, dataset_dir)}
+    result["load_after"] = os.getloadavg()[0]
     print(json.dumps(result))
 
 
