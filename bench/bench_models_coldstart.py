@@ -45,8 +45,9 @@ print(json.dumps(process_age()))
 
 def sample(runtime: Path, store: str, preset: str) -> float | None:
     env = {**os.environ, "PYTHONPATH": str(runtime)}
-    out = subprocess.run([sys.executable, "-c", PROBE, store, preset], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", PROBE, store, preset], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{runtime} {preset}: the probe failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

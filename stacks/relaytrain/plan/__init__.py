@@ -195,7 +195,8 @@ def _function_shards(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours)
     exchange = p * {"fp32": 4, "bf16": 2, "fp16": 2}[fn.exchange_dtype]
     bw = D.STORE_BYTES_PER_S["functions"]
     shard_s = (4 * p + exchange) / bw + compute_s  # read weights, compute, write update
-    reduce_s = (fn.shards * exchange + 8 * p + checkpoint_bytes(spec.model, spec)) / bw  # read updates + optimizer, commit
+    # read updates + optimizer, commit
+    reduce_s = (fn.shards * exchange + 8 * p + checkpoint_bytes(spec.model, spec)) / bw
     round_s = D.ROUND_OVERHEAD_S + shard_s + reduce_s
     if shard_s > fn.timeout_s:
         raise RelayError(f"{bp.name}: one round takes a shard ~{shard_s:.0f} s, over functions.timeout_s "
