@@ -19,4 +19,5 @@ pytest_plugins = [
     "tests.fixtures.cdk",
     "tests.fixtures.pulumi",
     "tests.fixtures.shards",
+    "tests.fixtures.pretrained",
 ]

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from relaytrain_runtime import RelayError
+from relaytrain_runtime import RelayError, respec
 from relaytrain_runtime.contract.keys import (  # noqa: F401 (re-exported: the layout's names)
     CKPT_PREFIX,
     COMMIT_PREFIX,
@@ -243,38 +243,46 @@ class Baton:
     # ------------------------------------------------------------------------------ spec
 
     def init(self, spec: RunSpec) -> bool:
-        """Write the run spec once. True if written now, False if the identical spec was there already."""
+        """Write the run spec once. True if written now (or recorded as a new version raising steps), False if
+        the identical spec was there already."""
         self.store.check()
+        if spec.init_from and not spec.init_sha256:
+            # a worker never copies a pretrained base from a location an event names: the operator's
+            # `relaytrain init --init-from` (pretrained.prepare_spec) stores it under base/ first
+            raise RelayError(f"{self.store.url}: a pretrained start ({spec.init_from}) must be prepared first: run "
+                             "`relaytrain init --store URL --init-from DIR ...` (it stores the base once, by digest)")
         if self.store.create(SPEC_KEY, spec.to_json().encode()):
             return True
-        existing = self.spec()
-        if existing.digest() != spec.digest():
-            ours, theirs = spec.to_dict(), existing.to_dict()
-            diff = ", ".join(f"{k}={theirs.get(k)!r} (asked {ours.get(k)!r})" for k in sorted(ours)
-                             if ours.get(k) != theirs.get(k))
-            raise RelayError(f"{self.store.url} already holds a different run ({diff}); "
-                             "use a new store URL, or the options of the existing run")
-        return False
+        try:
+            if not respec.is_new_version(self.spec(), spec):
+                return False
+        except RelayError as exc:
+            raise RelayError(f"{self.store.url} {exc}") from None
+        respec.record_version(self.store, spec)
+        return True
 
     def spec(self) -> RunSpec:
         try:
-            raw = self.store.read(SPEC_KEY)
+            key = respec.current_key(self.store)
+            raw = self.store.read(key)
         except NotFound:
             raise RelayError(f"no run at {self.store.url} (no {SPEC_KEY}); start one with "
                              "`relaytrain init --store URL --preset NAME --steps N`") from None
         try:
             return RunSpec.from_json(raw)
         except RelayError as exc:
-            raise RelayError(f"{self.store.url}/{SPEC_KEY} is unusable: {exc}; "
+            raise RelayError(f"{self.store.url}/{key} is unusable: {exc}; "
                              "restore it or start the run in a new store") from None
 
     def check_spec(self, commit: dict, spec: RunSpec | None = None) -> None:
-        """Refuse a store whose spec.json is not the spec `commit` was trained with (one clear line)."""
+        """Refuse a store whose spec is not the spec `commit` was trained with, nor an earlier recorded version of
+        it (one clear line)."""
         recorded = commit.get("spec_digest")
         if recorded is None:
             return
         digest = (spec or self.spec()).digest()
-        if digest != recorded:
+        # a checkpoint trained before `steps` was raised (a recorded earlier version, respec.py) continues
+        if digest != recorded and recorded not in respec.version_digests(self.store):
             raise RelayError(f"{self.store.url}/{SPEC_KEY} has digest {digest[:16]}..., but checkpoint gen "
                              f"{commit['gen']} was trained with spec {recorded[:16]}...: the run spec was changed "
                              "after the run started; restore the original spec.json, or start a new run in a new store")

@@ -221,9 +221,9 @@ class Engine:
                 state = self.baton.load(commit)
         with BUILD_LOCK:
             if make_optimizer is None:
-                self.model, self.optimizer = build(self.spec, state)
+                self.model, self.optimizer = build(self.spec, state, store=self.store)
             else:
-                self.model, _ = build(self.spec)
+                self.model, _ = build(self.spec, store=self.store)
                 self.optimizer = make_optimizer(self.model)
                 if state is not None:
                     restore(self.model, self.optimizer, state)
@@ -251,7 +251,8 @@ class Engine:
 
     @property
     def finished(self) -> bool:
-        return self.meta.done or self.meta.step >= self.spec.steps
+        """Trained to the spec's steps (a finished run whose steps were raised since trains on)."""
+        return self.meta.step >= self.spec.steps
 
     # -------------------------------------------------------------------------------------- steps
 

@@ -18,14 +18,12 @@ SPLITS = ("val", "train")
 
 def evaluate_checkpoint(store_url: str, gen: int | None = None, batches: int | None = None, split: str = "val",
                         cache_dir: str | None = None) -> dict:
-    import torch
 
     from relaytrain_runtime import determinism
     from relaytrain_runtime.baton import Baton
     from relaytrain_runtime.data import open_dataset
-    from relaytrain_runtime.model import build_model, model_tensors
     from relaytrain_runtime.store import open_store
-    from relaytrain_runtime.train import evaluate
+    from relaytrain_runtime.train import build, evaluate
 
     if split not in SPLITS:
         raise RelayError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -35,12 +33,9 @@ def evaluate_checkpoint(store_url: str, gen: int | None = None, batches: int | N
     commit = baton.manifest(gen) if gen is not None else baton.latest()
     if commit is None:
         raise RelayError(f"{store.url} has no checkpoint yet; run a leg first")
-    weights = baton.load(commit)["weights"]
+    state = baton.load(commit)
     determinism.configure()
-    model = build_model(spec.model, seed=spec.seed)
-    with torch.no_grad():
-        for name, param in model_tensors(model).items():
-            param.copy_(weights[name])
+    model, _ = build(spec, state, store=store)
     dataset = open_dataset(store, spec, cache_dir)
     n = spec.eval_batches if batches is None else batches
     loss = evaluate(model, spec, dataset, n, split)

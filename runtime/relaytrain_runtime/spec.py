@@ -13,11 +13,11 @@ import math
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar
 
 from relaytrain_runtime import RelayError
-from relaytrain_runtime.presets import PRESETS, get_preset
+from relaytrain_runtime.presets import resolve_config
 
 SPEC_VERSION = 1
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit seed
@@ -25,6 +25,8 @@ SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("", "fp32", "bf16-mixed", "fp16-mixed")  # "" = the device's default (docs/GPU.md)
 PARALLELISMS = ("ddp", "fsdp")
 SAMPLINGS = ("epochs", "replacement")
+FINETUNES = ("full", "lora")
+BASE_DTYPES = ("float32", "bfloat16")  # lora: the frozen base's dtype
 Problem = tuple[str, str]  # (field, message)
 
 
@@ -54,11 +56,21 @@ class RunSpec:
     compile: bool = False  # torch.compile the model (GPU nodes; its cache lives on the node's disk)
     parallelism: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard, sharded checkpoints)
     eval_every: int = 0  # steps: evaluate at the first commit at or after each multiple (0 = only at the end)
-
     sampling: str = "epochs"  # epochs (each window once per epoch; default: exact data accounting) | replacement
 
+    model_shape: dict = field(default_factory=dict)  # overrides of the preset's fields, or a full config (family...)
+    init_from: str = ""  # a pretrained HF model directory: local path, file://, s3:// or gs:// URL ("" = random init)
+    init_sha256: str = ""  # digest of the pretrained directory, filled in at init (its copy: base/<sha256>/)
+    finetune: str = "full"  # full | lora
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: str = ""  # comma-separated module names ("" = the family's default)
+    base_dtype: str = "float32"  # lora: dtype of the frozen base (float32 | bfloat16)
+
     CHOICES: ClassVar[dict[str, tuple]] = {"schedule": SCHEDULES, "precision": PRECISIONS, "parallelism": PARALLELISMS,
-                                          "sampling": SAMPLINGS}  # fields that take one of a few values
+                                          "sampling": SAMPLINGS,
+                                          "finetune": FINETUNES, "base_dtype": BASE_DTYPES}  # fields that take one of a few values
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -80,12 +92,14 @@ class RunSpec:
             if wrong.isdisjoint((name, *uses)) and not ok():
                 out.append((name, f"must {rule}, got {getattr(self, name)!r}"))
 
-        if "preset" not in wrong and self.preset not in PRESETS:
-            out.append(("preset", f"unknown {self.preset!r} (choose one of: {', '.join(PRESETS)})"))
-        elif "preset" not in wrong:
-            positions = get_preset(self.preset).n_positions
-            need("seq_len", f"be 1..{positions} for {self.preset} (0 = {positions})",
-                 lambda: 0 <= self.seq_len <= positions)
+        if wrong.isdisjoint(("preset", "model_shape")) and not (self.init_from and "family" not in self.model_shape):
+            # (a pretrained start's shape is read from its directory at init; then model_shape is complete)
+            cfg, shape_problems = resolve_config(self.preset, self.model_shape)
+            out += [_pair(problem) for problem in shape_problems]
+            if cfg is not None and not shape_problems:
+                positions = cfg.n_positions
+                need("seq_len", f"be 1..{positions} for {self.preset} (0 = {positions})",
+                     lambda: 0 <= self.seq_len <= positions)
         need("steps", "be >= 1", lambda: self.steps >= 1)
         need("seed", f"be 0..{MAX_SEED} (2**63-1)", lambda: 0 <= self.seed <= MAX_SEED)
         need("batch_size", "be >= 1", lambda: self.batch_size >= 1)
@@ -109,6 +123,13 @@ class RunSpec:
         need("parallelism", "be " + choices(PARALLELISMS), lambda: self.parallelism in PARALLELISMS)
         need("sampling", "be " + choices(SAMPLINGS), lambda: self.sampling in SAMPLINGS)
         need("eval_every", "be >= 0 (0 = only at the end)", lambda: self.eval_every >= 0)
+        need("finetune", "be " + choices(FINETUNES), lambda: self.finetune in FINETUNES)
+        need("lora_rank", "be >= 1", lambda: self.lora_rank >= 1)
+        need("lora_alpha", "be > 0", lambda: self.lora_alpha > 0)
+        need("lora_dropout", "be in [0, 1)", lambda: 0 <= self.lora_dropout < 1)
+        need("base_dtype", "be " + choices(BASE_DTYPES), lambda: self.base_dtype in BASE_DTYPES)
+        need("base_dtype", "be float32 unless finetune is lora (a full fine-tune trains in float32)",
+             lambda: self.base_dtype not in BASE_DTYPES[1:] or self.finetune == "lora", "finetune")
         return out
 
     @classmethod
@@ -122,7 +143,10 @@ class RunSpec:
 
     @property
     def model(self):
-        return get_preset(self.preset)
+        cfg, problems = resolve_config(self.preset, self.model_shape)
+        if cfg is None:
+            raise RelayError("run spec has no model shape yet: " + "; ".join(problems))
+        return cfg
 
     @property
     def sequence_length(self) -> int:
@@ -176,7 +200,9 @@ class RunSpec:
         return cls.from_dict(data)
 
 
-LATE_FIELDS = {"precision": "", "deterministic": False, "compile": False, "parallelism": "ddp", "eval_every": 0}
+LATE_FIELDS = {"precision": "", "deterministic": False, "compile": False, "parallelism": "ddp", "eval_every": 0,
+               "model_shape": {}, "init_from": "", "init_sha256": "", "finetune": "full", "lora_rank": 8,
+               "lora_alpha": 16.0, "lora_dropout": 0.0, "lora_targets": "", "base_dtype": "float32"}
 
 
 def _coerce(name: str, value, hint):
@@ -199,6 +225,12 @@ class SpecError(RelayError):
     def __init__(self, problems: list[Problem], what: str = "run spec"):
         self.problems = list(problems)
         super().__init__(f"invalid {what}: " + "; ".join(f"{name}: {msg}" for name, msg in self.problems))
+
+
+def _pair(problem: str) -> Problem:
+    """("field", "message") of a `field: message` problem line (the model-shape checks of presets.py)."""
+    name, _, message = problem.partition(": ")
+    return (name, message) if message else ("model_shape", problem)
 
 
 def choices(options) -> str:

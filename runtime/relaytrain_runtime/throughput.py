@@ -32,12 +32,26 @@ _NAME_MATCH = (("H200", "H200"), ("H100", "H100"), ("A100-SXM4-80GB", "A100-80GB
                ("A100", "A100"), ("L40S", "L40S"), ("A10G", "A10G"), ("L4", "L4"), ("V100", "V100"), ("T4", "T4"))
 
 
-def flops_per_token(model, seq_len: int) -> float:
-    """Training FLOPs per token (forward + backward) of a ModelConfig at `seq_len`."""
-    position = model.n_positions * model.d_model
-    if model.family == "bert":
-        position += model.type_vocab_size * model.d_model
-    return 6 * (model.param_count() - position) + 12 * model.n_layers * model.d_model * seq_len
+def trainable_params(model, spec=None) -> int:
+    """Parameters a run trains: all of them, or (spec.finetune == "lora") the adapters only."""
+    if spec is None or spec.finetune != "lora":
+        return model.param_count()
+    targets = [t.strip() for t in spec.lora_targets.split(",") if t.strip()]
+    return model.lora_param_count(spec.lora_rank, targets or None)
+
+
+def flops_per_token(model, seq_len: int, spec=None) -> float:
+    """Training FLOPs per token (forward + backward) of a ModelConfig at `seq_len`: 6 x the matmul parameters
+    (forward 2, backward 4) plus attention. LoRA (spec.finetune == "lora") runs forward and the activation half
+    of backward through the frozen base (4 x its parameters, no weight gradients) and all of it through the
+    adapters (6 x theirs). Learned position lookups cost no FLOPs (rotary models have none)."""
+    learned = {"gpt": model.n_positions * model.d_model,
+               "bert": (model.n_positions + model.type_vocab_size) * model.d_model}.get(model.family, 0)
+    attention = 12 * model.n_layers * model.d_model * seq_len
+    matmul = model.param_count() - learned
+    if spec is not None and spec.finetune == "lora":
+        return 4 * matmul + 6 * trainable_params(model, spec) + attention
+    return 6 * matmul + attention
 
 
 def gpu_of_device_name(name: str) -> str | None:

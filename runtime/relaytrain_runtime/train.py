@@ -1,6 +1,6 @@
 """Training building blocks shared by every entry point (legs, nodes, shards).
 
-    model, optimizer = build(spec)                         # model from the seed, AdamW
+    model, optimizer = build(spec, store=store)            # model from the seed or the base, AdamW
     loss = train_step(model, optimizer, spec, dataset, step)
     # or, split for data-parallel shards:
     loss = forward_backward(model, spec, batch)            # accumulate grads of one rank's slice
@@ -17,12 +17,14 @@ The LR schedule is a pure function of the step (`lr_at`), so its state is the st
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 
 import torch
 
 from relaytrain_runtime.data import Dataset, batch, eval_batch
-from relaytrain_runtime.model import build_model, empty_model, model_tensors
+from relaytrain_runtime.lora import apply_lora, is_lora
+from relaytrain_runtime.model import LanguageModel, build_model, empty_model, model_tensors
 from relaytrain_runtime.precision import Precision
 
 
@@ -41,15 +43,35 @@ def adamw_kernel(device: torch.device) -> dict:
     return {"fused": True} if device.type == "cuda" else {"foreach": False}
 
 
-def build(spec, state: dict | None = None) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    """Model and optimizer: initialised from the seed, or (given a Baton training state) restored from it."""
-    if state is None:
-        model = build_model(spec.model, seed=spec.seed)
-        return model, make_optimizer(model, spec)
-    model = empty_model(spec.model)  # every parameter is overwritten: skip the random init
+def build(spec, state: dict | None = None, store=None) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """Model and optimizer: initialised from the seed (or a pretrained base), or, given a Baton training state,
+    restored from it. `store` is the run's store: needed when the run starts from a pretrained base."""
+    model = _base_model(spec, store, restoring=state is not None)
+    if is_lora(spec):
+        model = LanguageModel(apply_lora(model.hf, spec), model.model_config)
     optimizer = make_optimizer(model, spec)
-    restore(model, optimizer, state)
+    if state is not None:
+        restore(model, optimizer, state)
     return model, optimizer
+
+
+def _base_model(spec, store, restoring: bool) -> LanguageModel:
+    """The model before any adapter. A full fine-tune being restored skips the init: the checkpoint
+    overwrites every parameter. A LoRA run always needs its frozen base."""
+    skip_init = restoring and not is_lora(spec)
+    if not spec.init_from:
+        return empty_model(spec.model) if skip_init else build_model(spec.model, seed=spec.seed)
+    from relaytrain_runtime.pretrained import base_files, load_base, load_into, transformers_config_of
+
+    if store is None:
+        raise ValueError("a pretrained run needs its store to build the model (build(spec, state, store=...))")
+    if skip_init:
+        config = json.loads(base_files(store, spec.init_sha256, only=("config.json",))["config.json"])
+        return empty_model(spec.model, transformers_config_of(config))
+    config, tensors = load_base(store, spec.init_sha256)
+    model = empty_model(spec.model, transformers_config_of(config))
+    load_into(model.hf, tensors, f"{store.url} base/{spec.init_sha256}")
+    return model
 
 
 def lr_at(spec, step: int) -> float:

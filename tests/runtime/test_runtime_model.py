@@ -1,14 +1,15 @@
-"""Models: canonical sizes, canonical parameter names, causal masking, the MLM head."""
+"""Models: transformers classes at canonical sizes, canonical parameter names, causal masking, the MLM head."""
 
 import pytest
 import torch
-
 from relaytrain_runtime.model import build_model, model_tensors
 from relaytrain_runtime.presets import PRESETS, get_preset
 
-# Known sizes of the canonical models (Hugging Face GPT2LMHeadModel / BertForMaskedLM, no pooler).
+# Known sizes of the canonical models (Hugging Face GPT2LMHeadModel / BertForMaskedLM, no pooler;
+# SmolLM-135M, Qwen2.5-0.5B and TinyLlama-1.1B as published).
 KNOWN = {"gpt2-small": 124_439_808, "bert-base": 109_514_298, "bert-large": 335_174_458,
-         "tiny-gpt": 1_334_016, "tiny-bert": 1_355_136}
+         "tiny-gpt": 1_334_016, "tiny-bert": 1_355_136, "tiny-llama": 1_311_872,
+         "smollm-135m": 134_515_008, "qwen2.5-0.5b": 494_032_768, "tinyllama-1.1b": 1_100_048_384}
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -24,7 +25,7 @@ def test_gpt_names_match_gpt2_and_head_is_tied():
     names = set(model_tensors(model))
     assert {"transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.attn.c_attn.weight",
             "transformer.h.3.mlp.c_proj.bias", "transformer.ln_f.weight"} <= names
-    assert "lm_head.weight" not in names and model.lm_head.weight is model.transformer.wte.weight
+    assert "lm_head.weight" not in names and model.hf.lm_head.weight is model.hf.transformer.wte.weight
 
 
 def test_bert_names_match_bert_for_masked_lm():
@@ -59,3 +60,22 @@ def test_same_seed_same_weights_and_losses_are_finite():
     assert logits.shape == (2, 16, 4096) and torch.isfinite(loss)
     # an untrained model predicts close to uniform: loss near ln(V)
     assert abs(loss.item() - torch.log(torch.tensor(4096.0)).item()) < 0.5
+
+
+@pytest.mark.parametrize("name,arch", [("tiny-gpt", "GPT2LMHeadModel"), ("tiny-bert", "BertForMaskedLM"),
+                                       ("tiny-llama", "LlamaForCausalLM"), ("qwen2.5-0.5b", "Qwen2ForCausalLM")])
+def test_presets_build_transformers_classes_with_sdpa(name, arch):
+    with torch.device("meta"):
+        model = build_model(get_preset(name))
+    assert type(model.hf).__name__ == arch and model.hf.config._attn_implementation == "sdpa"
+
+
+def test_llama_is_causal_with_grouped_query_attention():
+    model = build_model(get_preset("tiny-llama"), seed=0).eval()
+    assert model.hf.model.layers[0].self_attn.k_proj.out_features == 64  # 2 kv heads of 32
+    ids = torch.randint(3, 4096, (2, 16), generator=torch.Generator().manual_seed(1))
+    changed = ids.clone()
+    changed[:, 10] = (changed[:, 10] + 1) % 4096
+    with torch.no_grad():
+        a, b = model(ids)[0], model(changed)[0]
+    assert torch.equal(a[:, :10], b[:, :10]) and not torch.equal(a[:, 10:], b[:, 10:])

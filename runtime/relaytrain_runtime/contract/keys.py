@@ -1,6 +1,7 @@
 """Every key of a run's store, and the parsers that read numbers back out of them.
 
-    spec.json                         the run spec, created once
+    spec.json                         the run spec, created once (version 1)
+    spec/<version:04d>.json           a later version of the spec (steps raised), created once each
     shards.json                       function-shards config, created once
     baton/<gen:08d>.json              commit manifest, written last with create(); never deleted (the fence)
     baton/<gen:08d>.pruned            marker: gen was pruned (its manifest is a tombstone, its objects gone)
@@ -21,6 +22,7 @@ Pure Python; no torch.
 from __future__ import annotations
 
 SPEC_KEY = "spec.json"
+SPEC_VERSIONS_PREFIX = "spec/"  # spec/<version:04d>.json: later versions of the spec (raised steps), create-only
 SHARDS_CONFIG_KEY = "shards.json"
 COMMIT_PREFIX = "baton/"
 CKPT_PREFIX = "ckpt/"
@@ -37,6 +39,19 @@ ROUNDS_PREFIX = "rounds/"
 INNER_PREFIX = "inner/"
 
 GEN_WIDTH = 8
+
+
+def spec_version_key(version: int) -> str:
+    """The key of spec version `version` (1 is spec.json itself)."""
+    return SPEC_KEY if version == 1 else f"{SPEC_VERSIONS_PREFIX}{version:04d}.json"
+
+
+def version_of_spec_key(key: str) -> int | None:
+    """The version of a `spec/<version>.json` key; None for any other key."""
+    if not key.startswith(SPEC_VERSIONS_PREFIX) or not key.endswith(".json"):
+        return None
+    number = key[len(SPEC_VERSIONS_PREFIX):-len(".json")]
+    return int(number) if number.isdigit() else None
 
 
 def commit_key(gen: int) -> str:
@@ -109,6 +124,11 @@ def round_of_inner_key(key: str) -> int | None:
 
 METRICS_PREFIX = "metrics/"
 BASE_PREFIX = "base/"  # a pretrained start's frozen weights and tokenizer, stored once: base/<sha256>/<file>
+
+
+def base_key(sha256: str, name: str) -> str:
+    """base/<sha256>/<name>: a file of a pretrained start's directory."""
+    return f"{BASE_PREFIX}{sha256}/{name}"
 
 
 def metrics_key(gen: int, leg_id: str) -> str:

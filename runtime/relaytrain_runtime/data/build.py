@@ -79,9 +79,9 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     return tok
 
 
-def encode_split(tok, texts: list[str]) -> np.ndarray:
-    """Token ids of the documents, each followed by the end-of-text token."""
-    eos = tok.token_to_id(EOS)
+def encode_split(tok, texts: list[str], eos: int | None = None) -> np.ndarray:
+    """Token ids of the documents, each followed by the end-of-text token (`eos`: its id, default EOS's)."""
+    eos = tok.token_to_id(EOS) if eos is None else eos
     ids: list[int] = []
     for enc in tok.encode_batch(texts):
         ids.extend(enc.ids)
@@ -97,12 +97,16 @@ def unigram_entropy(tokens: np.ndarray, vocab_size: int) -> float:
 
 
 def write_dataset(store: Store, splits: dict[str, list[str]], vocab_size: int, *, corpus: dict,
-                  compression: str | None = None, shard_tokens: int = SHARD_TOKENS) -> dict:
-    """Train the tokenizer on the train split, write shards, then the manifest (last)."""
-    tok = train_tokenizer(splits["train"], vocab_size)
+                  compression: str | None = None, shard_tokens: int = SHARD_TOKENS, tokenizer=None) -> dict:
+    """Train the tokenizer on the train split (or use `tokenizer`: (a pretrained `tokenizers.Tokenizer`, its ids
+    of SPECIAL_TOKENS)), write shards, then the manifest (last)."""
+    if tokenizer is None:
+        tok = train_tokenizer(splits["train"], vocab_size)
+        special = {name: tok.token_to_id(name) for name in SPECIAL_TOKENS}
+    else:
+        tok, special = tokenizer
     store.write(TOKENIZER_KEY, tok.to_str().encode())
-    ids = {split: [encode_split(tok, texts)] for split, texts in splits.items()}
-    special = {name: tok.token_to_id(name) for name in SPECIAL_TOKENS}
+    ids = {split: [encode_split(tok, texts, special[EOS])] for split, texts in splits.items()}
     return write_token_dataset(store, ids, tok.get_vocab_size(), special, corpus=corpus,
                                compression=compression, shard_tokens=shard_tokens)
 
@@ -147,11 +151,12 @@ def write_manifest(store: Store, manifest: dict) -> None:
 
 
 def build_stdlib_dataset(store: Store, vocab_size: int, *, cap_bytes: int = STDLIB_CAP_BYTES,
-                         compression: str | None = None) -> dict:
+                         compression: str | None = None, tokenizer=None) -> dict:
     files = stdlib_files(cap_bytes)
     corpus = {"name": "stdlib", "root": sysconfig.get_paths()["stdlib"], "files": len(files),
               "bytes": sum(len(t.encode()) for _, t in files), "val_every": VAL_EVERY}
-    return write_dataset(store, split_files(files), vocab_size, corpus=corpus, compression=compression)
+    return write_dataset(store, split_files(files), vocab_size, corpus=corpus, compression=compression,
+                         tokenizer=tokenizer)
 
 
 def dataset_store(run_store: Store, spec) -> Store:
@@ -169,7 +174,12 @@ def ensure_dataset(run_store: Store, spec) -> dict:
         if spec.dataset != "stdlib":
             raise DataError(f"dataset {spec.dataset} has no {MANIFEST_KEY}; prepare it with "
                             "`relaytrain data prepare SOURCE --store URL` or use dataset 'stdlib'")
-        build_stdlib_dataset(store, spec.model.vocab_size)
+        tokenizer = None
+        if spec.init_from:  # a pretrained start trains on its own tokenizer
+            from relaytrain_runtime.pretrained import base_tokenizer
+
+            tokenizer = base_tokenizer(run_store, spec.init_sha256)
+        build_stdlib_dataset(store, spec.model.vocab_size, tokenizer=tokenizer)
     return read_manifest(store)
 
 

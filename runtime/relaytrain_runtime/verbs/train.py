@@ -16,8 +16,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from relaytrain_runtime.pretrained import prepare_spec
     from relaytrain_runtime.relay import relay
+    from relaytrain_runtime.store import open_store
 
-    relay(args.store, spec_from_args(args), leg_seconds=args.leg_seconds, leg_steps=args.leg_steps,
+    spec = spec_from_args(args)
+    if spec is not None:
+        spec = prepare_spec(open_store(args.store), spec)  # a pretrained start: checked, then its base stored once
+    relay(args.store, spec, leg_seconds=args.leg_seconds, leg_steps=args.leg_steps,
           cost_per_second=args.cost_per_second, max_retries=args.max_retries)
     return 0

@@ -345,21 +345,21 @@ def _feasibility(problems, bp: Blueprint) -> None:
     worker = training_worker(bp)
     if worker is None:
         return
-    need = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=worker.gpu, shards=worker.shards)
+    need = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=worker.gpu, shards=worker.shards, spec=spec)
     if not need.fits(worker.memory_bytes):
         smaller = [m for m in range(worker.micro_batch - 1, 0, -1)
                    if spec.batch_size % m == 0
                    and training_memory(spec.model, m, spec.sequence_length, worker.gpu,
-                                       worker.shards).fits(worker.memory_bytes)]
-        cpu = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=False)
-        gpu = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=True)
+                                       worker.shards, spec).fits(worker.memory_bytes)]
+        cpu = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=False, spec=spec)
+        gpu = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=True, spec=spec)
         fits = alternatives(bp, cpu, gpu)
         hint = f"; training.micro_batch_size: {smaller[0]} would fit" if smaller else ""
         problems.append((worker.path, f"{spec.preset} training needs {need.describe()}, more than 90 % of "
                                       f"{worker.label}{hint}; fits at this micro-batch: "
                                       f"{', '.join(fits) if fits else 'none of the known workers'}"))
     if bp.topology == "lambda-steps" and bp.lambda_:
-        ckpt = checkpoint_bytes(spec.model)
+        ckpt = checkpoint_bytes(spec.model, spec)
         if ckpt > bp.lambda_.ephemeral_mb * 1024**2:
             problems.append((("lambda", "ephemeral_mb"), f"one {spec.preset} checkpoint is {ckpt / 1024**2:,.0f} MB "
                              f"and must fit in /tmp ({bp.lambda_.ephemeral_mb:,} MB; Lambda allows up to "

@@ -27,13 +27,15 @@ FUNCTION_REQUIREMENTS = (
     "numpy==2.4.6",
     "safetensors==0.8.0",
     "tokenizers==0.23.3",
+    "transformers==5.24.0",  # the model classes
+    "peft==0.21.2",  # LoRA
     "google-cloud-storage==3.17.1",
     "functions-framework==3.10.2",
 )
 # GPU nodes take torch from PyPI, whose Linux wheel is the CUDA build (a venv with the image's
 # site packages skips it when the image already has this version).
 NODE_REQUIREMENTS = ("torch==2.13.0", "numpy==2.4.6", "safetensors==0.8.0", "tokenizers==0.23.3",
-                     "google-cloud-storage==3.17.1")
+                     "transformers==5.24.0", "peft==0.21.2", "google-cloud-storage==3.17.1")
 MAIN_PY = f'"""Cloud Functions entry point (functions-framework target `{ENTRY_POINT}`)."""\n' \
           f"from relaytrain_runtime.handlers.gcf import {ENTRY_POINT}  # noqa: F401\n"
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same tree, same bytes

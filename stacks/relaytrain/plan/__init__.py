@@ -82,7 +82,7 @@ def plan(bp: Blueprint, devices: D.Devices | None = None, hours: float | None = 
     spec = bp.training.run_spec()
     model = spec.model
     tokens = spec.steps * spec.tokens_per_step
-    flops = tokens * flops_per_token(model, spec.sequence_length)
+    flops = tokens * flops_per_token(model, spec.sequence_length, spec)
     result = Plan(bp.name, bp.topology, bp.cloud, bp.region, spec.preset, model.param_count(), tokens, flops,
                   "", 0.0, 0.0, 0.0, budget_usd=bp.budget_usd, devices=devices.source)
     {"lambda-steps": _lambda_steps, "function-shards": _function_shards, "gpu-node": _gpu_node,
@@ -95,13 +95,13 @@ def plan(bp: Blueprint, devices: D.Devices | None = None, hours: float | None = 
 
 def _storage(plan: Plan, bp: Blueprint, spec, wall_s: float, puts: float, gets: float, restores: float) -> None:
     """Checkpoints kept in the bucket for the run's duration (keep_last of them) and their requests."""
-    stored_gb = checkpoint_bytes(spec.model) * spec.keep_last / 1e9
+    stored_gb = checkpoint_bytes(spec.model, spec) * spec.keep_last / 1e9
     store = "s3" if bp.cloud == "aws" else "gcs"
     _line(plan, f"{store.upper()} storage, {spec.keep_last} checkpoints", stored_gb * wall_s / MONTH_S,
           f"{store}.gb_month")
     _line(plan, f"{store.upper()} writes", puts, "s3.put" if store == "s3" else "gcs.class_a")
     _line(plan, f"{store.upper()} reads", gets, "s3.get" if store == "s3" else "gcs.class_b")
-    _line(plan, "data transfer, checkpoints (same region)", checkpoint_bytes(spec.model) / 1e9 * restores,
+    _line(plan, "data transfer, checkpoints (same region)", checkpoint_bytes(spec.model, spec) / 1e9 * restores,
           "transfer.in_region_gb")
 
 
@@ -113,7 +113,7 @@ def _lambda_steps(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) ->
     lam = bp.lambda_
     vcpu = lambda_vcpu(lam.memory_mb)
     rate = vcpu * devices.cpu_flops_per_vcpu
-    ckpt = checkpoint_bytes(spec.model)
+    ckpt = checkpoint_bytes(spec.model, spec)
     io_s = ckpt / D.STORE_BYTES_PER_S["lambda"]
     step_s = plan.flops / spec.steps / rate
     usable = lam.timeout_s - lam.leg_margin_s - D.COLD_START_S["lambda"] - io_s
@@ -174,7 +174,8 @@ def _function_shards(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours)
     exchange = p * config.exchange_bytes
     bw = D.STORE_BYTES_PER_S["functions"]
     shard_s = (4 * p + exchange) / bw + compute_s  # read weights, compute, write update
-    reduce_s = (fn.shards * exchange + 8 * p + checkpoint_bytes(spec.model)) / bw  # read updates + optimizer, commit
+    # read updates + optimizer, commit
+    reduce_s = (fn.shards * exchange + 8 * p + checkpoint_bytes(spec.model, spec)) / bw
     round_s = D.ROUND_OVERHEAD_S + shard_s + reduce_s
     if shard_s > fn.timeout_s:
         raise RelayError(f"{bp.name}: one round takes a shard ~{shard_s:.0f} s, over functions.timeout_s "
@@ -188,7 +189,7 @@ def _function_shards(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours)
                       f"(compute {compute_s:.1f} s), reduce ~{reduce_s:.1f} s; exchange {exchange / 1e6:.0f} MB per "
                       f"shard per round ({fn.exchange_dtype})")
     plan.lines += functions_cost(bp, rounds * (fn.shards * shard_s + reduce_s), rounds)
-    ckpt_objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model))
+    ckpt_objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model, spec))
     puts = rounds * (fn.shards * _parts(exchange) + ckpt_objects)
     gets = rounds * (fn.shards * (_parts(4 * p) + _parts(exchange)) + ckpt_objects)
     _storage(plan, bp, spec, plan.wall_s, puts, gets, rounds * (fn.shards + 1))
@@ -214,7 +215,7 @@ def _node_hours(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> f
     plan.workers = f"{g.nodes} x {g.instance_type} ({count}x {gpu.name}){' spot' if g.spot else ''}"
     plan.worker_flops = rate
     plan.train_s = plan.flops / rate
-    save_s = checkpoint_bytes(spec.model) / D.STORE_BYTES_PER_S["vm"]
+    save_s = checkpoint_bytes(spec.model, spec) / D.STORE_BYTES_PER_S["vm"]
     wall = D.COLD_START_S["vm"] + plan.train_s * (1 + save_s / g.checkpoint_every_s)
     if g.spot:  # expected rework: half a checkpoint interval plus a restart per interruption
         interruptions = D.SPOT_INTERRUPTIONS_PER_HOUR * wall / 3600
@@ -237,7 +238,7 @@ def _node_hours(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> f
 def _gpu_node(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> None:
     wall = _node_hours(plan, bp, spec, devices, hours)
     saves = max(1, int(wall // bp.gpu.checkpoint_every_s))
-    objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model))
+    objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model, spec))
     _storage(plan, bp, spec, wall, saves * objects, 2 * objects, 1)
 
 
@@ -264,5 +265,5 @@ def _hybrid(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> None:
     _line(plan, "Lambda compute, evaluate", evals * ev_s * ev.memory_mb / 1024, f"lambda.gb_s.{ev.architecture}")
     _line(plan, "Lambda requests", objects + evals, "lambda.request")
     _line(plan, "Step Functions transitions", 2 * objects + 3 * evals + 10, "sfn.transition")
-    ckpt_objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model))
+    ckpt_objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model, spec))
     _storage(plan, bp, spec, plan.wall_s, evals * ckpt_objects + 2 * objects, evals * 3 + objects, evals)
