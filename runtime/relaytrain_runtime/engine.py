@@ -35,7 +35,7 @@ from relaytrain_runtime.contract.records import EvalRecord, TrainingMeta, Worker
 from relaytrain_runtime.data import Dataset, batch, ensure_dataset, open_dataset
 from relaytrain_runtime.model import model_tensors
 from relaytrain_runtime.precision import Precision, enable_tf32, node_throughput
-from relaytrain_runtime.report.logline import commit_log_line
+from relaytrain_runtime.report.logline import COMMIT_LOG_ENV, commit_log_line
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import Store, open_store
 from relaytrain_runtime.train import apply_update, build, evaluate, forward_backward, lr_at, restore
@@ -361,7 +361,8 @@ class Engine:
         if new is None:
             self.store.delete(stream_key)  # a lost race leaves nothing of ours, like its checkpoint objects
             return False
-        print(commit_log_line(new, self.records, run=self.run_name, worker=self.leg_id), file=sys.stderr, flush=True)
+        if os.environ.get(COMMIT_LOG_ENV) == "1":  # GCP workers: Cloud Logging turns it into run metrics
+            print(commit_log_line(new, self.records, run=self.run_name, worker=self.leg_id), file=sys.stderr, flush=True)
         self.records = []
         self.gen, self.commit_record = new["gen"], new
         self.status.gen, self.status.weights_sha256 = new["gen"], new["weights_sha256"]

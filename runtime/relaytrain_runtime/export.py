@@ -37,6 +37,16 @@ def _check_out(out: Path) -> None:
         raise RelayError(f"--out {out} exists and is not an earlier export; choose a new or empty directory")
 
 
+def best_gen(baton: Baton) -> int:
+    """The gen with the lowest validation loss so far (kept out of pruning), from the newest commit's meta."""
+    commit, state = baton.resume()
+    best = (state or {}).get("meta", {}).get("best_gen") or 0
+    if not best:
+        raise RelayError(f"{baton.store.url} has no evaluated checkpoint yet: evaluations happen when the run is done "
+                         "and every training.eval_every steps")
+    return best
+
+
 def _commit_of(baton: Baton, gen: int | None) -> tuple[dict, dict]:
     if gen is None:
         commit, state = baton.resume()
@@ -85,8 +95,10 @@ def _write_model(tmp: Path, model, spec, commit: dict, adapter: bool) -> None:
     (tmp / "config.json").write_text(json.dumps(config, indent=1) + "\n")
 
 
-def export_hf(store_url: str, out_dir: str | os.PathLike, gen: int | None = None, adapter: bool = False) -> Path:
-    """Write checkpoint `gen` (default: the latest) as a Hugging Face directory at `out_dir`; returns its path."""
+def export_hf(store_url: str, out_dir: str | os.PathLike, gen: int | None = None, adapter: bool = False,
+              best: bool = False) -> Path:
+    """Write checkpoint `gen` (default: the latest; `best`: the lowest validation loss) as a Hugging Face
+    directory at `out_dir`; returns its path."""
     from relaytrain_runtime.train import build
 
     out = Path(out_dir).absolute()
@@ -94,6 +106,10 @@ def export_hf(store_url: str, out_dir: str | os.PathLike, gen: int | None = None
     store = open_store(store_url)
     baton = Baton(store)
     spec = baton.spec()
+    if best:
+        if gen is not None:
+            raise RelayError("export: give --gen N or --best, not both")
+        gen = best_gen(baton)
     commit, state = _commit_of(baton, gen)
     model, _ = build(spec, state, store=store)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -51,3 +51,33 @@ def test_exported_model_matches_runtime_loss(tiny_run, tmp_path, preset, auto):
                           capture_output=True, text=True)
     assert proc.returncode == 0 and (out / "model.safetensors").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_export_best_picks_the_lowest_validation_loss(tiny_run, tmp_path):
+    """`export --best` writes the evaluated checkpoint with the lowest validation loss, which pruning kept even
+    though it is not the latest; before any evaluation it refuses with one line."""
+    import json
+    import subprocess
+    import sys
+
+    from relaytrain_runtime.leg import run_leg
+
+    def export(*flags: str) -> subprocess.CompletedProcess:
+        out = tmp_path / ("out" + "".join(flags).replace("-", ""))
+        return subprocess.run([sys.executable, "-m", "relaytrain_runtime", "export", "--store", url, "--out",
+                               str(out), *flags], capture_output=True, text=True)
+
+    # a constant lr of 0.1 without warmup overshoots, so the step-4 evaluation is the best one
+    url = tiny_run(steps=9, eval_every=3, keep_last=1, lr=0.1, min_lr=0.1, warmup_steps=0, schedule="constant")
+    refused = export("--best")
+    assert refused.returncode == 2 and "no evaluated checkpoint" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    statuses = [run_leg(url, max_steps=n) for n in (2, 2, 2, 1, 2)]
+    best = min((s for s in statuses if "val_loss" in s), key=lambda s: s["val_loss"])
+    assert best["gen"] != statuses[-1]["gen"]
+    results = {flags: export(*flags) for flags in (("--best",), ("--gen", str(best["gen"])), ())}
+    assert all(r.returncode == 0 for r in results.values()), [r.stderr for r in results.values()]
+    assert json.loads(results[("--best",)].stdout.splitlines()[-1])["best"] is True
+    weights = {flags: (tmp_path / ("out" + "".join(flags).replace("-", "")) / "model.safetensors").read_bytes()
+               for flags in results}
+    assert weights[("--best",)] == weights[("--gen", str(best["gen"]))] != weights[()]

@@ -83,9 +83,9 @@ def test_metrics_stream_and_periodic_evaluation_keep_the_best(tiny_run):
     from relaytrain_runtime.contract.keys import eval_key, metrics_key, pruned_key
     from relaytrain_runtime.contract.metrics import read_stream
 
-    # a constant lr of 0.02 without warmup overshoots: validation loss at step 4 is lower than at 6
+    # a constant lr of 0.1 without warmup overshoots: validation loss at step 4 is lower than at 6
     # and 9, so the best commit is an old one and pruning must spare it
-    url = tiny_run(steps=9, eval_every=3, keep_last=1, lr=0.02, min_lr=0.02, warmup_steps=0, schedule="constant")
+    url = tiny_run(steps=9, eval_every=3, keep_last=1, lr=0.1, min_lr=0.1, warmup_steps=0, schedule="constant")
     store, statuses = open_store(url), []
     for leg_steps in (2, 2, 2, 1, 2):  # commits after steps 2, 4, 6, 7, 9: evaluations at 4, 6, 9
         statuses.append(run_leg(url, max_steps=leg_steps))
@@ -134,3 +134,23 @@ def test_a_lost_race_leaves_no_metrics_and_an_orphan_does_not_count(tiny_run):
     assert store.exists(metrics_key(1, "winner")) and not store.exists(metrics_key(1, "loser"))
     (record,) = read_stream(store, "train")
     assert record["step"] == 1 and record["loss"] == engines[0].meta.loss
+
+
+def test_commit_log_line_only_where_the_deployment_asks(tiny_run, monkeypatch, capfd):
+    """With RELAYTRAIN_COMMIT_LOG=1 (set by the GCP stacks) every commit prints one structured JSON line on
+    stderr that names the run, the gen and the step (RunMonitoring's log-based metrics read it); without it, none."""
+    import json
+
+    from relaytrain_runtime.report.logline import COMMIT_LOG_ENV, EVENT
+
+    url = tiny_run(steps=4)
+    monkeypatch.delenv(COMMIT_LOG_ENV, raising=False)
+    run_leg(url, max_steps=2)
+    assert EVENT not in capfd.readouterr().err
+    monkeypatch.setenv(COMMIT_LOG_ENV, "1")
+    status = run_leg(url, max_steps=2)
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    commits = [line for line in lines if line.get("relaytrain") == EVENT]
+    assert len(commits) == 1
+    assert commits[0]["gen"] == status["gen"] and commits[0]["step"] == 4 and commits[0]["done"] is True
+    assert commits[0]["run"] == url.rstrip("/").rsplit("/", 1)[-1] and commits[0]["val_loss"] == status["val_loss"]

@@ -1,7 +1,7 @@
 """One structured log line per commit, for clouds that turn logs into metrics (GCP log-based metrics).
 
-The engine prints `commit_log_line(...)` on stderr after every commit (stdout is the CLI verbs' JSON
-result). Cloud Run functions (the shards) parse a JSON line on stdout or stderr into the entry's `jsonPayload` (`severity` and `message` become the
+Where RELAYTRAIN_COMMIT_LOG=1 (the GCP functions and nodes), the engine prints `commit_log_line(...)` on
+stderr after every commit (stdout is the CLI verbs' JSON result). Cloud Run functions (the shards) parse a JSON line on stdout or stderr into the entry's `jsonPayload` (`severity` and `message` become the
 entry's own); the Pulumi program's log-based metrics (`relaytrain.gcp.components.RunMonitoring`)
 filter on `jsonPayload.relaytrain="commit"` and extract the numbers below. Pure: no I/O.
 
@@ -15,6 +15,7 @@ import json
 import math
 
 EVENT = "commit"  # jsonPayload.relaytrain of every commit line
+COMMIT_LOG_ENV = "RELAYTRAIN_COMMIT_LOG"  # "1": the engine prints the line (the GCP stacks set it on their workers)
 FIELDS = ("step", "tokens", "loss", "cost_usd", "tokens_per_s", "step_s", "val_loss", "perplexity")  # numbers
 
 

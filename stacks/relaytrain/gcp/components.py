@@ -24,8 +24,10 @@ import json
 import re
 import shlex
 
+
 import pulumi
 import pulumi_gcp as gcp
+from relaytrain_runtime.report.logline import COMMIT_LOG_ENV
 from relaytrain_runtime.report.logline import EVENT as COMMIT_EVENT
 
 from relaytrain.gcp import workflow as wf
@@ -166,7 +168,8 @@ class FunctionShards(pulumi.ComponentResource):
                                    member=builder, opts=child),
         ]
         env = {"RELAYTRAIN_TIMEOUT_S": str(handler_timeout_s), "RELAYTRAIN_VCPU": str(vcpu),
-               "RELAYTRAIN_MEMORY_GIB": f"{memory_gib:g}", "RELAYTRAIN_BILLING": "request", **(environment or {})}
+               "RELAYTRAIN_MEMORY_GIB": f"{memory_gib:g}", "RELAYTRAIN_BILLING": "request",
+               COMMIT_LOG_ENV: "1", **(environment or {})}  # one JSON log line per commit (RunMonitoring's metrics)
         memory = f"{memory_gib:g}Gi" if memory_gib >= 1 else f"{int(memory_gib * 1024)}Mi"
         self.function = gcp.cloudfunctionsv2.Function(
             f"{name}-function",
@@ -297,6 +300,7 @@ def startup_script(*, checkpoint_every_s: int, nodes: int, gpus_per_node: int = 
         "[ -d $VENV ] || python3 -m venv --system-site-packages $VENV",
         "$VENV/bin/pip install -q -r src/requirements-node.txt",
         "export PYTHONPATH=$ROOT/src",
+        f"export {COMMIT_LOG_ENV}=1  # one JSON log line per commit: RunMonitoring's log-based metrics",
     ] + (["[ \"$RANK\" != 0 ] || $VENV/bin/python -m relaytrain_runtime init --store \"$STORE\" "
           + " ".join(shlex.quote(a) for a in init_args)] if init_args else []) + [
         launch,
