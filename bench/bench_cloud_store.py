@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "runtime"), str(ROOT), str(ROOT / "bench")]
 
 from bench_runtime_checkpoint import full_state  # noqa: E402
+
 from relaytrain_runtime.baton import Baton  # noqa: E402
 from relaytrain_runtime.store import open_store  # noqa: E402
 from tests.fixtures.servers import free_port, wait_for_port  # noqa: E402

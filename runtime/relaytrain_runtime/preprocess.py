@@ -36,11 +36,11 @@ import math
 import numpy as np
 
 from relaytrain_runtime import RelayError
+from relaytrain_runtime.contract.events import BadEvent, field
 from relaytrain_runtime.contract.keys import PARTS_PREFIX, PREPARE_KEY, TOKENIZER_KEY
 from relaytrain_runtime.data.build import MANIFEST_FORMAT, DataError, train_tokenizer, write_manifest
 from relaytrain_runtime.data.sources import FORMATS, detect, open_source, records, select
 from relaytrain_runtime.data.tokens import Tok, dtype_for, encode_texts, load_given, load_stored, render_chat, save
-from relaytrain_runtime.contract.events import BadEvent, field
 from relaytrain_runtime.store import NotFound, check_source, open_store
 
 DEFAULT_SAMPLE_BYTES = 20_000_000

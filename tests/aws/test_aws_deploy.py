@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-
 # W3005 (an explicit DependsOn that a GetAtt already implies): CDK adds DependsOn from a Lambda
 # function / state machine to its role's default policy so the policy exists before the first
 # call; cfn-lint flags the role part of it as redundant. Harmless, and not ours to change.

@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from tests.fixtures.pulumi import gcp_blueprint_files, load_blueprint
+from tests.fixtures.pulumi import gcp_blueprint_files
 
 BLUEPRINT_NAMES = [p.stem for p in gcp_blueprint_files()]
 _HASH = re.compile(r"\b[0-9a-f]{64}\b|(?<=relaytrain-)[0-9a-f]{16}(?=\.zip)")
@@ -202,6 +202,7 @@ def test_pulumi_entry_point_reads_stack_config(gcp_graph, gcp_blueprints):
     import runpy
 
     import pulumi
+
     from relaytrain.gcp.mocks import run_program
 
     root = pathlib.Path(__file__).resolve().parents[2]

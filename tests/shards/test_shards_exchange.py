@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from relaytrain_runtime.shards.exchange import (
-    Exchange, ExchangeError, Round, decode, encode, pack, piece_bounds, sweep, unpack,
+    Exchange,
+    ExchangeError,
+    Round,
+    decode,
+    encode,
+    pack,
+    piece_bounds,
+    sweep,
+    unpack,
 )
 from relaytrain_runtime.store import open_store
 

@@ -11,11 +11,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
-from relaytrain_runtime import RelayError
-from relaytrain_runtime.pricing import INSTANCE_HOURLY_USD
 
 from relaytrain.aws import nag
-from relaytrain.aws.names import stack_name
 from relaytrain.aws.constructs import (
     DatasetBucket,
     EfsCache,
@@ -27,9 +24,10 @@ from relaytrain.aws.constructs import (
     TrainingNetwork,
 )
 from relaytrain.aws.constructs.step_trainer import HANDLER
+from relaytrain.aws.names import stack_name
 from relaytrain.blueprint.schema import Blueprint, Lambda
-from relaytrain.worker import DATA_PREFIX, RUN_PREFIX, node_price_flags, run_store, spec_payload
 from relaytrain.blueprint.validate import ECR_IMAGE_RE
+from relaytrain.worker import DATA_PREFIX, RUN_PREFIX, node_price_flags, run_store, spec_payload
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.store.confine import SOURCE_PREFIX_ENV
 

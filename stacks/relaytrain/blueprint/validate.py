@@ -9,14 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from relaytrain_runtime.shards.config import ShardsConfig
-from relaytrain_runtime.spec import RunSpec
-
 from relaytrain.blueprint import limits as L
 from relaytrain.blueprint.dataset import dataset_problems
 from relaytrain.blueprint.memory import GIB, Memory, checkpoint_bytes, training_memory
 from relaytrain.blueprint.schema import SHARDS_FIELDS, Blueprint, Functions, Gpu, Lambda
 from relaytrain.blueprint.tags import aws_tag_problems
+from relaytrain_runtime.shards.config import ShardsConfig
+from relaytrain_runtime.spec import RunSpec
 
 Problem = tuple[tuple, str]
 

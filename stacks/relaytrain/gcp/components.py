@@ -26,10 +26,10 @@ import shlex
 
 import pulumi
 import pulumi_gcp as gcp
-from relaytrain_runtime.report.logline import EVENT as COMMIT_EVENT
 
 from relaytrain.gcp import workflow as wf
 from relaytrain.gcp.source import ENTRY_POINT, PYTHON_RUNTIME, SourceArchive
+from relaytrain_runtime.report.logline import EVENT as COMMIT_EVENT
 
 OBJECT_ADMIN = "roles/storage.objectAdmin"  # read/write/list/delete objects, nothing on the bucket itself
 DLVM_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu128-ubuntu-2204-nvidia-570"
@@ -64,7 +64,7 @@ def _member(email: pulumi.Input[str]) -> pulumi.Output[str]:
     return pulumi.Output.concat("serviceAccount:", email)
 
 
-def _worker_identity(name: str, role: str, display_name: str, bucket: pulumi.Input[str], source: "SourceArchive",
+def _worker_identity(name: str, role: str, display_name: str, bucket: pulumi.Input[str], source: SourceArchive,
                      opts: pulumi.ResourceOptions):
     """A worker's dedicated service account, its object access to the run's bucket alone, and the runtime
     source archive it installs (named by content hash)."""

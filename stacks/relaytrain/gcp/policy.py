@@ -9,8 +9,8 @@ Each rule returns a list of violation messages (empty = compliant).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 GPU_MACHINE_FAMILIES = ("a2-", "a3-", "a4-", "g2-", "g4-")

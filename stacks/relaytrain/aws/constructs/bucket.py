@@ -6,9 +6,9 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
-from relaytrain_runtime import RelayError
 
 from relaytrain.aws import nag
+from relaytrain_runtime import RelayError
 
 
 class DatasetBucket(Construct):

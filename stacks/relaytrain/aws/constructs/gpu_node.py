@@ -10,9 +10,9 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
-from relaytrain_runtime import RelayError
 
 from relaytrain.aws import nag
+from relaytrain_runtime import RelayError
 
 DEFAULT_INSTANCE_TYPE = "p3.2xlarge"
 # AWS Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04), resolved by EC2 at each launch.

@@ -7,9 +7,9 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-from relaytrain_runtime import RelayError
 
 from relaytrain.aws.constructs.core import log_group
+from relaytrain_runtime import RelayError
 
 
 class TrainingNetwork(Construct):

@@ -10,11 +10,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
-from relaytrain_runtime import RelayError
 
 from relaytrain.aws import nag
 from relaytrain.aws.constructs.core import lambda_task, log_group, logged_state_machine
 from relaytrain.plan import sfn as sfn_accounting
+from relaytrain_runtime import RelayError
 
 HANDLER = "relaytrain_runtime.handlers.aws_lambda.handler"  # the image CMD; `op` in the event picks the operation
 
