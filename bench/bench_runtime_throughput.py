@@ -81,7 +81,7 @@ def main() -> None:
                       "threads": threads, "steps_per_round": args.steps, "rounds": args.rounds,
                       "trainer_steps_per_s": [round(x, 3) for x in trainer], "bare_steps_per_s": [round(x, 3) for x in bare],
                       "ratio_best": round(max(trainer) / max(bare), 4),
-                      "ratio_median_paired": round(statistics.median(t / b for t, b in zip(trainer, bare)), 4)},
+                      "ratio_median_paired": round(statistics.median(t / b for t, b in zip(trainer, bare, strict=True)), 4)},
                      indent=1))
 
 

@@ -147,7 +147,8 @@ class Interpreter:
 
     def _callable(self, sub: dict) -> Callable:
         def call(*values):
-            scope = {**self.subworkflows, **dict(zip(sub.get("params", []), values))}
+            # not strict: as in Workflows, a `main` without params ignores the run's arguments
+            scope = {**self.subworkflows, **dict(zip(sub.get("params", []), values, strict=False))}
             return self._steps(sub["steps"], scope)
 
         return call
