@@ -271,7 +271,11 @@ def preprocess_op(event: dict, deadline: float) -> dict:
                     field_name=field(event, "field", str), tokenizer=field(event, "tokenizer", str, "bpe"),
                     val_fraction=float(field(event, "val_fraction", (int, float), DEFAULT_VAL_FRACTION)),
                     val_source=field(event, "val_source", str))
-        for location in (args["source_url"], args["val_source"], None if args["tokenizer"] == "bpe" else args["tokenizer"]):
+        for location in (
+            args["source_url"],
+            args["val_source"],
+            None if args["tokenizer"] == "bpe" else args["tokenizer"],
+        ):
             if location is not None:
                 check_source(location)
         return plan(event["store"], **args)
