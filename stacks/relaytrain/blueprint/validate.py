@@ -344,7 +344,9 @@ def _feasibility(problems, bp: Blueprint) -> None:
     worker = training_worker(bp)
     if worker is None:
         return
-    need = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=worker.gpu, shards=worker.shards, spec=spec)
+    need = training_memory(
+        spec.model, worker.micro_batch, spec.sequence_length, gpu=worker.gpu, shards=worker.shards, spec=spec
+    )
     if not need.fits(worker.memory_bytes):
         smaller = [m for m in range(worker.micro_batch - 1, 0, -1)
                    if spec.batch_size % m == 0

@@ -1,11 +1,11 @@
 """Run a generated Cloud Workflows definition on this machine, step by step.
 
-A small interpreter for the subset of the Workflows language that `relaytrain.gcp.workflow`
-generates: `assign`, `parallel` `for` over a `range` (with `shared` variables), jumps (`next`), `call: http.post` inside `try` with a
-`retry` policy, `switch` with `return` / `raise` / `next` / `steps`, subworkflows (the retry predicate), and `${...}` expressions over
-variables, `default`, `map.get`, `string`, `in`, arithmetic and comparisons. It lets the tests
-(and a user without a cloud account) drive the real handler over HTTP through exactly the steps
-the deployed workflow takes. Expressions come only from our own generator.
+A small interpreter for the subset of the Workflows language that `relaytrain.gcp.workflow` generates: `assign`,
+`parallel` `for` over a `range` (with `shared` variables), jumps (`next`), `call: http.post` inside `try` with a
+`retry` policy, `switch` with `return` / `raise` / `next` / `steps`, subworkflows (the retry predicate), and `${...}`
+expressions over variables, `default`, `map.get`, `string`, `in`, arithmetic and comparisons. It lets the tests (and a
+user without a cloud account) drive the real handler over HTTP through exactly the steps the deployed workflow takes.
+Expressions come only from our own generator.
 """
 
 from __future__ import annotations

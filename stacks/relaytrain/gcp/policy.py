@@ -88,7 +88,11 @@ def function_internal_ingress(typ: str, name: str, inputs: dict) -> list[str]:
     if typ != FUNCTION:
         return []
     ingress = (inputs.get("serviceConfig") or {}).get("ingressSettings")
-    return [] if ingress == "ALLOW_INTERNAL_ONLY" else [f"{name}: ingressSettings must be ALLOW_INTERNAL_ONLY, got {ingress!r}"]
+    return (
+        []
+        if ingress == "ALLOW_INTERNAL_ONLY"
+        else [f"{name}: ingressSettings must be ALLOW_INTERNAL_ONLY, got {ingress!r}"]
+    )
 
 
 @dataclass(frozen=True)
