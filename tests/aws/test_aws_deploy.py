@@ -13,8 +13,17 @@ def test_cfn_lint_every_template(aws_templates):
     paths = sorted(str(p) for p in aws_templates.dir.glob("*.template.json"))
     assert len(paths) == len(aws_templates)
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())", "--ignore-checks", *CFN_LINT_IGNORED, "--", *paths],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from cfnlint.runner import main; sys.exit(main())",
+            "--ignore-checks",
+            *CFN_LINT_IGNORED,
+            "--",
+            *paths,
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -71,7 +71,11 @@ class FakeShards:
             if body["op"] == "shard":
                 assert body["shards"] == self.shards
                 if self.position()["done"] or r != self.current:
-                    return 200, {"status": "done" if self.position()["done"] else "stale", "round": r, **self.position()}
+                    return 200, {
+                        "status": "done" if self.position()["done"] else "stale",
+                        "round": r,
+                        **self.position(),
+                    }
                 self.seen.setdefault(r, set()).add(body["shard"])
                 return 200, {"status": "ok", "round": r, "shard": body["shard"]}
             assert set(body) == {"op", "store", "round"}
