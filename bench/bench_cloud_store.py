@@ -124,7 +124,9 @@ def main() -> None:
             for rnd in range(args.repeat):
                 baton = Baton(open_store(f"{scheme}://{bucket}/run{rnd}"))
                 commit = {}
-                res["baton_save"].append(timed(lambda baton=baton, commit=commit: commit.update(baton.commit(0, state, leg_id="bench"))))
+                res["baton_save"].append(
+                    timed(lambda baton=baton, commit=commit: commit.update(baton.commit(0, state, leg_id="bench")))
+                )
                 res["baton_load"].append(timed(lambda baton=baton, commit=commit: baton.load(commit)))
                 sizes = {name: obj["size"] for name, obj in commit["objects"].items()}
                 put, get = single_stream(scheme, bucket, sizes, rnd)
