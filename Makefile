@@ -38,7 +38,9 @@ demo: $(STAMP)
 	$(VENV)/bin/relaytrain run blueprints/tiny-gpt-lambda-steps.yaml --local --store file://$(CURDIR)/runs/demo
 	$(VENV)/bin/relaytrain synth --out review
 
+# lint first (rules in pyproject.toml's [tool.ruff]): any finding fails the target before a test runs
 test: $(STAMP) $(CDK_CLI) $(CHECKOV)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n 2 tests
 
 bench: $(STAMP)

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "runtime"), str(ROOT), str(ROOT / "bench")]
 
 from bench_cloud_store import make_bucket, start_moto  # noqa: E402
+
 from relaytrain_runtime.store import open_store  # noqa: E402
 
 CHILD = r"""

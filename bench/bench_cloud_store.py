@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "runtime"), str(ROOT), str(ROOT / "bench")]
 
 from bench_runtime_checkpoint import full_state  # noqa: E402
+
 from relaytrain_runtime.baton import Baton  # noqa: E402
 from relaytrain_runtime.store import open_store  # noqa: E402
 from tests.fixtures.servers import free_port, wait_for_port  # noqa: E402
@@ -123,8 +124,10 @@ def main() -> None:
             for rnd in range(args.repeat):
                 baton = Baton(open_store(f"{scheme}://{bucket}/run{rnd}"))
                 commit = {}
-                res["baton_save"].append(timed(lambda: commit.update(baton.commit(0, state, leg_id="bench"))))
-                res["baton_load"].append(timed(lambda: baton.load(commit)))
+                res["baton_save"].append(
+                    timed(lambda baton=baton, commit=commit: commit.update(baton.commit(0, state, leg_id="bench")))
+                )
+                res["baton_load"].append(timed(lambda baton=baton, commit=commit: baton.load(commit)))
                 sizes = {name: obj["size"] for name, obj in commit["objects"].items()}
                 put, get = single_stream(scheme, bucket, sizes, rnd)
                 res["single_put"].append(timed(put))

@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runtime"))
 
 import numpy as np  # noqa: E402
+
 from relaytrain_runtime.data import batch, open_dataset, write_token_dataset  # noqa: E402
 from relaytrain_runtime.spec import RunSpec  # noqa: E402
 from relaytrain_runtime.store import open_store  # noqa: E402

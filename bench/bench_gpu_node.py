@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runtime"))
 
 import torch  # noqa: E402
+
 from relaytrain_runtime.baton import Baton  # noqa: E402
 from relaytrain_runtime.model import build_model, model_tensors  # noqa: E402
 from relaytrain_runtime.precision import Precision, enable_tf32  # noqa: E402

@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runtime"))
 
 import torch  # noqa: E402
+
 from relaytrain_runtime import determinism  # noqa: E402
 from relaytrain_runtime.baton import Baton  # noqa: E402
 from relaytrain_runtime.data import batch, ensure_dataset, open_dataset  # noqa: E402

@@ -80,25 +80,25 @@ def main() -> None:
             res["sha256_only"].append(timed(lambda: hashlib.sha256(blob).digest()))  # the verification's floor
             raw = root / f"raw-{i}.bin"
 
-            def raw_write():
+            def raw_write(raw=raw):
                 with open(raw, "wb") as fh:
                     fh.write(blob)
                     fh.flush()
                     os.fsync(fh.fileno())
 
             res["raw_write"].append(timed(raw_write))
-            res["raw_read"].append(timed(lambda: raw.read_bytes()))
+            res["raw_read"].append(timed(raw.read_bytes))
             raw.unlink()
 
             pt = root / f"state-{i}.pt"
-            res["torch_save"].append(timed(lambda: (torch.save(state, pt), fsync_path(pt))))
-            res["torch_load"].append(timed(lambda: torch.load(pt, weights_only=True)))
+            res["torch_save"].append(timed(lambda pt=pt: (torch.save(state, pt), fsync_path(pt))))
+            res["torch_load"].append(timed(lambda pt=pt: torch.load(pt, weights_only=True)))
             pt.unlink()
 
             baton = Baton(open_store(str(root / f"run-{i}")))
             box = {}
-            res["baton_save"].append(timed(lambda: box.update(c=baton.commit(0, state))))
-            res["baton_load"].append(timed(lambda: baton.load(box["c"])))
+            res["baton_save"].append(timed(lambda baton=baton, box=box: box.update(c=baton.commit(0, state))))
+            res["baton_load"].append(timed(lambda baton=baton, box=box: baton.load(box["c"])))
             shutil.rmtree(root / f"run-{i}")
         best = {k: min(v) for k, v in res.items()}
         gbps = lambda s: round(nbytes / s / 1e9, 3)  # noqa: E731

@@ -50,12 +50,23 @@ def main() -> None:
         legs.sort(key=lambda s: s["seconds"]["start"] + s["seconds"]["load"] + s["seconds"]["save"])
         s = legs[len(legs) // 2]["seconds"]
         overhead = s["start"] + s["load"] + s["save"]
-        ckpt = sum(p.stat().st_size for p in (root / "ckpt").rglob("*") if p.is_file()) / max(len(list((root / "baton").iterdir())), 1)
-        print(json.dumps({"preset": args.preset, "leg_seconds": args.leg_seconds, "checkpoint_bytes": int(ckpt),
-                          "measured_seconds": s, "overhead_seconds": round(overhead, 3),
-                          "overhead_fraction": round(overhead / args.leg_seconds, 5),
-                          "note": "plus the end-of-leg margin (1 s + up to one step) left unused by the deadline trigger"},
-                         indent=1))
+        ckpt = sum(p.stat().st_size for p in (root / "ckpt").rglob("*") if p.is_file()) / max(
+            len(list((root / "baton").iterdir())), 1
+        )
+        print(
+            json.dumps(
+                {
+                    "preset": args.preset,
+                    "leg_seconds": args.leg_seconds,
+                    "checkpoint_bytes": int(ckpt),
+                    "measured_seconds": s,
+                    "overhead_seconds": round(overhead, 3),
+                    "overhead_fraction": round(overhead / args.leg_seconds, 5),
+                    "note": "plus the end-of-leg margin (1 s + up to one step) left unused by the deadline trigger",
+                },
+                indent=1,
+            )
+        )
     finally:
         if args.store is None:
             shutil.rmtree(root, ignore_errors=True)

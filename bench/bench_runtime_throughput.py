@@ -1,10 +1,12 @@
 """Trainer throughput against a bare PyTorch loop on the same model, batch and thread count, in one run.
 
-    python bench/bench_runtime_throughput.py [--preset tiny-gpt] [--batch-size 16] [--seq-len 128] [--steps 20] [--rounds 5]
+    python bench/bench_runtime_throughput.py [--preset tiny-gpt] [--batch-size 16] [--seq-len 128] [--steps 20] \\
+        [--rounds 5]
 
 "trainer": relaytrain_runtime.train.train_step (batch built from the dataset for (seed, step), micro batches,
 clipping, LR schedule, AdamW). "bare": the textbook loop on a pre-built random batch: forward, backward,
-clip, AdamW step. Rounds alternate trainer/bare to spread out machine noise; reports the best-of-rounds ratio and the median of the per-round ratios.
+clip, AdamW step. Rounds alternate trainer/bare to spread out machine noise; reports the best-of-rounds ratio
+and the median of the per-round ratios.
 Prints one JSON object; target ratio >= 0.98.
 """
 
@@ -77,12 +79,23 @@ def main() -> None:
     for _ in range(args.rounds):
         trainer.append(rate(trainer_step))
         bare.append(rate(bare_step))
-    print(json.dumps({"preset": args.preset, "batch_size": args.batch_size, "seq_len": spec.sequence_length,
-                      "threads": threads, "steps_per_round": args.steps, "rounds": args.rounds,
-                      "trainer_steps_per_s": [round(x, 3) for x in trainer], "bare_steps_per_s": [round(x, 3) for x in bare],
-                      "ratio_best": round(max(trainer) / max(bare), 4),
-                      "ratio_median_paired": round(statistics.median(t / b for t, b in zip(trainer, bare)), 4)},
-                     indent=1))
+    print(
+        json.dumps(
+            {
+                "preset": args.preset,
+                "batch_size": args.batch_size,
+                "seq_len": spec.sequence_length,
+                "threads": threads,
+                "steps_per_round": args.steps,
+                "rounds": args.rounds,
+                "trainer_steps_per_s": [round(x, 3) for x in trainer],
+                "bare_steps_per_s": [round(x, 3) for x in bare],
+                "ratio_best": round(max(trainer) / max(bare), 4),
+                "ratio_median_paired": round(statistics.median(t / b for t, b in zip(trainer, bare, strict=True)), 4),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

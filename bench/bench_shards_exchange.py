@@ -109,7 +109,7 @@ def raw_round(store, K: int, sizes: dict) -> dict:
     """PUT/GET the same objects as `exchange_round`, as plain bytes."""
     blobs = {n: os.urandom(n) for n in set(sizes["write"]) | set(sizes["reduce"])}
     keys = [f"raw/s/{j:04d}/{k:04d}" for k in range(K) for j in range(K)]
-    sec = {"write": timed(lambda: [store.write(key, blobs[n]) for key, n in zip(keys, sizes["write"])])}
+    sec = {"write": timed(lambda: [store.write(key, blobs[n]) for key, n in zip(keys, sizes["write"], strict=True)])}
 
     def reduce():
         for j in range(K):

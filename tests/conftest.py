@@ -7,7 +7,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # Subprocesses (legs, shards, CLI calls) must import this checkout's code.
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(ROOT / "runtime"), str(ROOT / "stacks"), str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    [str(ROOT / "runtime"), str(ROOT / "stacks"), str(ROOT)]
+    + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 )
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 # Deterministic CPU arithmetic: one intra-op thread unless a test says otherwise.

@@ -16,14 +16,26 @@ from relaytrain_runtime import RelayError
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
     "init": ("relaytrain_runtime.verbs.init", "write the run spec into a store (idempotent for an identical spec)"),
-    "leg": ("relaytrain_runtime.verbs.leg", "run exactly one time-boxed leg in this process; print one JSON status line"),
+    "leg": (
+        "relaytrain_runtime.verbs.leg",
+        "run exactly one time-boxed leg in this process; print one JSON status line",
+    ),
     "train": ("relaytrain_runtime.verbs.train", "local relay: init if needed, then legs in fresh processes until done"),
     "baton": ("relaytrain_runtime.verbs.baton", "show the run's state (step, done, loss, weights digest)"),
-    "export": ("relaytrain_runtime.verbs.export", "write the latest weights and tokenizer as a Hugging Face model directory"),
-    "node": ("relaytrain_runtime.verbs.node", "GPU/VM node: train continuously with periodic checkpoints; SIGTERM-safe"),
+    "export": (
+        "relaytrain_runtime.verbs.export",
+        "write the latest weights and tokenizer as a Hugging Face model directory",
+    ),
+    "node": (
+        "relaytrain_runtime.verbs.node",
+        "GPU/VM node: train continuously with periodic checkpoints; SIGTERM-safe",
+    ),
     "preprocess": ("relaytrain_runtime.verbs.preprocess", "turn raw text objects into token shards and a manifest"),
     "data": ("relaytrain_runtime.verbs.data", "prepare a dataset from text/JSONL/Parquet/HF sources; inspect one"),
-    "evaluate": ("relaytrain_runtime.verbs.evaluate", "validation loss/perplexity of a checkpoint, written to the store"),
+    "evaluate": (
+        "relaytrain_runtime.verbs.evaluate",
+        "validation loss/perplexity of a checkpoint, written to the store",
+    ),
     "shard": ("relaytrain_runtime.verbs.shard", "one data-parallel shard of a round (function-shards topology)"),
     "reduce": ("relaytrain_runtime.verbs.reduce", "reduce one round's shard outputs and commit the next baton"),
 }

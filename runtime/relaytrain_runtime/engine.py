@@ -362,7 +362,8 @@ class Engine:
             self.store.delete(stream_key)  # a lost race leaves nothing of ours, like its checkpoint objects
             return False
         if os.environ.get(COMMIT_LOG_ENV) == "1":  # GCP workers: Cloud Logging turns it into run metrics
-            print(commit_log_line(new, self.records, run=self.run_name, worker=self.leg_id), file=sys.stderr, flush=True)
+            line = commit_log_line(new, self.records, run=self.run_name, worker=self.leg_id)
+            print(line, file=sys.stderr, flush=True)
         self.records = []
         self.gen, self.commit_record = new["gen"], new
         self.status.gen, self.status.weights_sha256 = new["gen"], new["weights_sha256"]

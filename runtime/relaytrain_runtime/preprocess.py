@@ -36,11 +36,11 @@ import math
 import numpy as np
 
 from relaytrain_runtime import RelayError
+from relaytrain_runtime.contract.events import BadEvent, field
 from relaytrain_runtime.contract.keys import PARTS_PREFIX, PREPARE_KEY, TOKENIZER_KEY
 from relaytrain_runtime.data.build import MANIFEST_FORMAT, DataError, train_tokenizer, write_manifest
 from relaytrain_runtime.data.sources import FORMATS, detect, open_source, records, select
 from relaytrain_runtime.data.tokens import Tok, dtype_for, encode_texts, load_given, load_stored, render_chat, save
-from relaytrain_runtime.contract.events import BadEvent, field
 from relaytrain_runtime.store import NotFound, check_source, open_store
 
 DEFAULT_SAMPLE_BYTES = 20_000_000
@@ -271,7 +271,11 @@ def preprocess_op(event: dict, deadline: float) -> dict:
                     field_name=field(event, "field", str), tokenizer=field(event, "tokenizer", str, "bpe"),
                     val_fraction=float(field(event, "val_fraction", (int, float), DEFAULT_VAL_FRACTION)),
                     val_source=field(event, "val_source", str))
-        for location in (args["source_url"], args["val_source"], None if args["tokenizer"] == "bpe" else args["tokenizer"]):
+        for location in (
+            args["source_url"],
+            args["val_source"],
+            None if args["tokenizer"] == "bpe" else args["tokenizer"],
+        ):
             if location is not None:
                 check_source(location)
         return plan(event["store"], **args)

@@ -68,9 +68,14 @@ class RunSpec:
     lora_targets: str = ""  # comma-separated module names ("" = the family's default)
     base_dtype: str = "float32"  # lora: dtype of the frozen base (float32 | bfloat16)
 
-    CHOICES: ClassVar[dict[str, tuple]] = {"schedule": SCHEDULES, "precision": PRECISIONS, "parallelism": PARALLELISMS,
-                                          "sampling": SAMPLINGS,
-                                          "finetune": FINETUNES, "base_dtype": BASE_DTYPES}  # fields that take one of a few values
+    CHOICES: ClassVar[dict[str, tuple]] = {
+        "schedule": SCHEDULES,
+        "precision": PRECISIONS,
+        "parallelism": PARALLELISMS,
+        "sampling": SAMPLINGS,
+        "finetune": FINETUNES,
+        "base_dtype": BASE_DTYPES,
+    }  # fields that take one of a few values
 
     def __post_init__(self) -> None:
         problems = self.problems()

@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 import sys
 
+from relaytrain import __version__
 from relaytrain_runtime import __version__ as RUNTIME_VERSION
 from relaytrain_runtime.cli import VERBS as RUNTIME_VERBS
 from relaytrain_runtime.cli import dispatch
-
-from relaytrain import __version__
 
 DESCRIPTION = ("relaytrain: infrastructure-as-code blueprints for training language models on serverless and GPU "
                "clouds (AWS CDK, GCP Pulumi) and locally. Kit verbs first, then the training runtime's verbs; "

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from dataclasses import fields
 
+from relaytrain import prices
+from relaytrain.blueprint import limits as L
+from relaytrain.blueprint.schema import Blueprint
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.pricing import INSTANCE_HOURLY_USD, gcf_cost_per_second, lambda_cost_per_second
 from relaytrain_runtime.shards.config import ShardsConfig
 from relaytrain_runtime.spec import RunSpec
-
-from relaytrain import prices
-from relaytrain.blueprint import limits as L
-from relaytrain.blueprint.schema import Blueprint
 
 RUN_PREFIX = "runs/"  # every run's store is BUCKET/runs/NAME (s3:// on AWS, gs:// on GCP)
 DATA_PREFIX = "data/"  # prepared datasets shared by runs, BUCKET/data/NAME

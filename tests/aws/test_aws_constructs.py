@@ -17,7 +17,9 @@ def definition(template: Template) -> dict:
     """The state machine definition with CloudFormation tokens replaced by their logical ids."""
     (machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
-    text = "".join(p if isinstance(p, str) else "<" + (p.get("Ref") or ".".join(p.get("Fn::GetAtt", ["?"]))) + ">" for p in parts)
+    text = "".join(
+        p if isinstance(p, str) else "<" + (p.get("Ref") or ".".join(p.get("Fn::GetAtt", ["?"]))) + ">" for p in parts
+    )
     return json.loads(text)
 
 
@@ -31,21 +33,45 @@ def statements(template: Template) -> list[dict]:
 # -- dataset bucket -------------------------------------------------------------------------
 def test_dataset_bucket_is_private_encrypted_versioned_logged(t):
     template = t("test-steps")
-    template.has_resource_properties("AWS::S3::Bucket", {
-        "BucketEncryption": {"ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
-        "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
-        "VersioningConfiguration": {"Status": "Enabled"},
-        "LoggingConfiguration": {"DestinationBucketName": Match.any_value(), "LogFilePrefix": "s3/"},
-        "LifecycleConfiguration": {"Rules": Match.array_with([Match.object_like({
-            "Id": "expire-pruned-checkpoints", "NoncurrentVersionExpiration": {"NoncurrentDays": 7},
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}, "Status": "Enabled"})])},
-    })
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LoggingConfiguration": {"DestinationBucketName": Match.any_value(), "LogFilePrefix": "s3/"},
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Id": "expire-pruned-checkpoints",
+                                "NoncurrentVersionExpiration": {"NoncurrentDays": 7},
+                                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                                "Status": "Enabled",
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
     # TLS only, on both buckets
     tls = {"Action": "s3:*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}, "Effect": "Deny"}
     policies = template.find_resources("AWS::S3::BucketPolicy")
     assert len(policies) == 2
     for policy in policies.values():
-        assert any(Match.object_like(tls) and {k: s.get(k) for k in tls} == tls for s in policy["Properties"]["PolicyDocument"]["Statement"])
+        assert any(
+            Match.object_like(tls) and {k: s.get(k) for k in tls} == tls
+            for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        )
 
 
 def test_existing_bucket_is_used_not_created():
@@ -105,12 +131,21 @@ def test_cached_trainer_mounts_encrypted_efs_in_isolated_vpc(t):
     template.has_resource_properties("AWS::EFS::FileSystem", {"Encrypted": True, "ThroughputMode": "elastic"})
     template.has_resource_properties("AWS::EFS::AccessPoint", {"PosixUser": {"Uid": "1000", "Gid": "1000"}})
     template.resource_count_is("AWS::EC2::NatGateway", 0)
-    template.has_resource_properties("AWS::EC2::VPCEndpoint", {"VpcEndpointType": "Gateway", "ServiceName": Match.any_value()})
+    template.has_resource_properties(
+        "AWS::EC2::VPCEndpoint", {"VpcEndpointType": "Gateway", "ServiceName": Match.any_value()}
+    )
     template.resource_count_is("AWS::EC2::FlowLog", 1)
     # NFS admitted only from the workers' security group
     source = Capture()
-    template.has_resource_properties("AWS::EC2::SecurityGroupIngress", {
-        "IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049, "SourceSecurityGroupId": {"Fn::GetAtt": [source, "GroupId"]}})
+    template.has_resource_properties(
+        "AWS::EC2::SecurityGroupIngress",
+        {
+            "IpProtocol": "tcp",
+            "FromPort": 2049,
+            "ToPort": 2049,
+            "SourceSecurityGroupId": {"Fn::GetAtt": [source, "GroupId"]},
+        },
+    )
     assert source.as_string().startswith("NetworkWorkers")
     for sg in template.find_resources("AWS::EC2::SecurityGroup").values():
         for rule in sg["Properties"].get("SecurityGroupIngress", []):
@@ -131,7 +166,9 @@ def test_state_machine_loops_legs_with_retries_catch_budget_and_hop(t, aws_bluep
     assert leg["Parameters"]["Payload"]["op"] == "leg" and leg["Parameters"]["Payload"]["spec"]["preset"] == "tiny-gpt"
     (retry,) = leg["Retry"]
     assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "States.Timeout"} <= set(retry["ErrorEquals"])
-    assert retry["MaxAttempts"] == aws_blueprints["test-steps-cached"].lambda_.retries == 5 and retry["BackoffRate"] == 2
+    assert (
+        retry["MaxAttempts"] == aws_blueprints["test-steps-cached"].lambda_.retries == 5 and retry["BackoffRate"] == 2
+    )
     assert leg["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "LegFailed"}]
     assert states["LegFailed"]["Type"] == "Fail"
     choices = states["NextLeg?"]["Choices"]
@@ -148,15 +185,40 @@ def test_state_machine_loops_legs_with_retries_catch_budget_and_hop(t, aws_bluep
 # -- GPU node -------------------------------------------------------------------------------
 def test_gpu_nodes_from_hardened_launch_template(t):
     template = t("test-gpu")
-    template.has_resource_properties("AWS::EC2::LaunchTemplate", {"LaunchTemplateData": Match.object_like({
-        "InstanceType": "g5.xlarge",
-        "ImageId": "resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
-        "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "InstanceMetadataTags": "enabled"},
-        "BlockDeviceMappings": [{"DeviceName": "/dev/sda1", "Ebs": {"Encrypted": True, "VolumeType": "gp3", "VolumeSize": 100, "DeleteOnTermination": True}}],
-        "InstanceMarketOptions": {"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}},
-        "InstanceInitiatedShutdownBehavior": "stop",
-        "Monitoring": {"Enabled": True},
-    })})
+    template.has_resource_properties(
+        "AWS::EC2::LaunchTemplate",
+        {
+            "LaunchTemplateData": Match.object_like(
+                {
+                    "InstanceType": "g5.xlarge",
+                    "ImageId": "resolve:ssm:/aws/service/deeplearning/ami/x86_64/"
+                    "base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+                    "MetadataOptions": {
+                        "HttpTokens": "required",
+                        "HttpPutResponseHopLimit": 1,
+                        "InstanceMetadataTags": "enabled",
+                    },
+                    "BlockDeviceMappings": [
+                        {
+                            "DeviceName": "/dev/sda1",
+                            "Ebs": {
+                                "Encrypted": True,
+                                "VolumeType": "gp3",
+                                "VolumeSize": 100,
+                                "DeleteOnTermination": True,
+                            },
+                        }
+                    ],
+                    "InstanceMarketOptions": {
+                        "MarketType": "spot",
+                        "SpotOptions": {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"},
+                    },
+                    "InstanceInitiatedShutdownBehavior": "stop",
+                    "Monitoring": {"Enabled": True},
+                }
+            )
+        },
+    )
     template.has_resource_properties("AWS::EC2::PlacementGroup", {"Strategy": "cluster"})
     nodes = template.find_resources("AWS::EC2::Instance")
     assert len(nodes) == 2
@@ -167,8 +229,15 @@ def test_gpu_nodes_from_hardened_launch_template(t):
     rank1 = next(tag for tag in tags.values() if tag["relaytrain:rank"] == "1")
     assert rank1["relaytrain:master"] == {"Fn::GetAtt": [rank0, "PrivateIp"]}
     user_data = json.dumps(template.find_resources("AWS::EC2::LaunchTemplate"))
-    for needle in ("torchrun", "-m relaytrain_runtime node", "--checkpoint-every", "CHECKPOINT_EVERY=300", "shutdown -h now",
-                   'NODE_OPTIONS=\\"--instance-type g5.xlarge --spot\\"', "systemctl enable --now relaytrain-node.service relaytrain-watch.timer"):
+    for needle in (
+        "torchrun",
+        "-m relaytrain_runtime node",
+        "--checkpoint-every",
+        "CHECKPOINT_EVERY=300",
+        "shutdown -h now",
+        'NODE_OPTIONS=\\"--instance-type g5.xlarge --spot\\"',
+        "systemctl enable --now relaytrain-node.service relaytrain-watch.timer",
+    ):
         assert needle in user_data, needle
 
 
@@ -177,10 +246,18 @@ def test_default_gpu_node_is_p3_on_demand_with_metrics_and_budget_stop(t, aws_bl
     budget = aws_blueprints["bert-large-ec2-gpu"].budget_usd
     user_data = json.dumps(template.find_resources("AWS::EC2::LaunchTemplate"))
     assert f"BUDGET={float(budget)!r}" in user_data and 'NODE_OPTIONS=\\"--instance-type p3.2xlarge\\"' in user_data
-    template.has_resource_properties("AWS::CloudWatch::Alarm", {"AlarmName": "relaytrain-bert-large-ec2-gpu-BudgetReached", "Threshold": budget})
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm", {"AlarmName": "relaytrain-bert-large-ec2-gpu-BudgetReached", "Threshold": budget}
+    )
     metrics = [s for s in statements(template) if s["Action"] == "cloudwatch:PutMetricData"]
-    assert metrics == [{"Action": "cloudwatch:PutMetricData", "Condition": {"StringEquals": {"cloudwatch:namespace": "relaytrain"}},
-                        "Effect": "Allow", "Resource": "*"}]
+    assert metrics == [
+        {
+            "Action": "cloudwatch:PutMetricData",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": "relaytrain"}},
+            "Effect": "Allow",
+            "Resource": "*",
+        }
+    ]
     data = next(iter(template.find_resources("AWS::EC2::LaunchTemplate").values()))["Properties"]["LaunchTemplateData"]
     assert data["InstanceType"] == "p3.2xlarge" and "InstanceMarketOptions" not in data
     template.resource_count_is("AWS::EC2::Instance", 1)
@@ -197,7 +274,11 @@ def test_hybrid_pipeline_fans_out_trains_on_gpu_and_evaluates(t):
     assert pre["Type"] == "Map" and pre["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
     assert pre["ItemsPath"] == "$.plan.status.items" and pre["MaxConcurrency"] == 16
     assert pre["ItemProcessor"]["States"]["PreprocessObject"]["Parameters"]["Payload.$"] == "$.event"
-    assert states["WriteManifest"]["Parameters"]["Payload"] == {"op": "preprocess", "phase": "manifest", "store": plan["store"]}
+    assert states["WriteManifest"]["Parameters"]["Payload"] == {
+        "op": "preprocess",
+        "phase": "manifest",
+        "store": plan["store"],
+    }
     assert states["StartGpuNodes"]["Resource"].endswith(":states:::aws-sdk:ec2:runInstances")
     wait = states["TrainOnGpu"]
     assert wait["Resource"].endswith(":states:::aws-sdk:s3:putObject.waitForTaskToken")
@@ -206,7 +287,9 @@ def test_hybrid_pipeline_fans_out_trains_on_gpu_and_evaluates(t):
     assert states["Evaluate"]["Parameters"]["Payload"] == {"op": "evaluate", "store.$": "$.store"}
     # the nodes answer the token of this state machine and nothing else
     node_statements = [s for s in statements(t("test-hybrid")) if "states:SendTaskSuccess" in s["Action"]]
-    assert len(node_statements) == 1 and ":stateMachine:relaytrain-test-hybrid-pipeline" in json.dumps(node_statements[0]["Resource"])
+    assert len(node_statements) == 1 and ":stateMachine:relaytrain-test-hybrid-pipeline" in json.dumps(
+        node_statements[0]["Resource"]
+    )
 
 
 # -- observability --------------------------------------------------------------------------
@@ -217,11 +300,17 @@ def test_dashboard_and_alarms(t):
         "AlarmName": "relaytrain-test-steps-cached-BudgetReached", "MetricName": "CostUsd", "Namespace": "relaytrain",
         "Threshold": 2.5, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
         "Dimensions": [{"Name": "Run", "Value": "test-steps-cached"}]})
-    template.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": "ExecutionsFailed", "Namespace": "AWS/States", "Threshold": 1})
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm", {"MetricName": "ExecutionsFailed", "Namespace": "AWS/States", "Threshold": 1}
+    )
     template.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": "Errors", "Namespace": "AWS/Lambda"})
     template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
     # without a budget, no budget alarm
-    assert not [a for a in t("test-steps").find_resources("AWS::CloudWatch::Alarm").values() if a["Properties"].get("MetricName") == "CostUsd"]
+    assert not [
+        a
+        for a in t("test-steps").find_resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "CostUsd"
+    ]
 
 
 # -- cdk-nag --------------------------------------------------------------------------------
@@ -261,7 +350,16 @@ def test_bad_props_and_blueprints_are_refused_with_one_clear_line():
     with pytest.raises(RelayError, match="not both"):
         LambdaStepTrainer(stack, "T", store_root="s3://b/runs", spec={})
     with pytest.raises(RelayError, match="legs_per_execution must be >= 1"):
-        LambdaStepTrainer(stack, "T2", store_root="s3://b/runs", spec={}, code=code, memory_mb=1024, timeout_s=60, legs_per_execution=0)
+        LambdaStepTrainer(
+            stack,
+            "T2",
+            store_root="s3://b/runs",
+            spec={},
+            code=code,
+            memory_mb=1024,
+            timeout_s=60,
+            legs_per_execution=0,
+        )
     shards = Blueprint.model_validate({"name": "x", "cloud": "aws", "topology": "function-shards"})
     with pytest.raises(RelayError, match="function-shards runs on GCP only"):
         RelaytrainStack(App(), shards)

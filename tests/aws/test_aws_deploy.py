@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-
 # W3005 (an explicit DependsOn that a GetAtt already implies): CDK adds DependsOn from a Lambda
 # function / state machine to its role's default policy so the policy exists before the first
 # call; cfn-lint flags the role part of it as redundant. Harmless, and not ours to change.
@@ -14,8 +13,17 @@ def test_cfn_lint_every_template(aws_templates):
     paths = sorted(str(p) for p in aws_templates.dir.glob("*.template.json"))
     assert len(paths) == len(aws_templates)
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())", "--ignore-checks", *CFN_LINT_IGNORED, "--", *paths],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from cfnlint.runner import main; sys.exit(main())",
+            "--ignore-checks",
+            *CFN_LINT_IGNORED,
+            "--",
+            *paths,
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

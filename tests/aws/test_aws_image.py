@@ -4,10 +4,10 @@
 import json
 
 import pytest
+
 from relaytrain.blueprint import BlueprintError, loads
 from relaytrain.blueprint.validate import advice
 from relaytrain.cli import main
-
 from tests.conftest import ROOT
 
 REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/relaytrain-runtime"

@@ -23,8 +23,12 @@ def test_launch_then_status_shows_the_baton(aws_templates, aws_blueprints, cfn_d
     assert launched.returncode == 0, launched.stderr
     started = json.loads(launched.stdout)
     assert started["store"] == f"s3://{outputs['BucketName']}/runs/exp1"
-    execution = boto3.client("stepfunctions", region_name="us-east-1").describe_execution(executionArn=started["execution"])
-    assert execution["stateMachineArn"] == outputs["StateMachineArn"] and json.loads(execution["input"]) == {"run": "exp1"}
+    execution = boto3.client("stepfunctions", region_name="us-east-1").describe_execution(
+        executionArn=started["execution"]
+    )
+    assert execution["stateMachineArn"] == outputs["StateMachineArn"] and json.loads(execution["input"]) == {
+        "run": "exp1"
+    }
 
     # before any leg: one clear line
     early = relaytrain("status", STEPS, "--run", "exp1")
@@ -32,7 +36,10 @@ def test_launch_then_status_shows_the_baton(aws_templates, aws_blueprints, cfn_d
 
     # one real leg of 2 steps into the S3 store, as the state machine's first leg would do
     spec = aws_blueprints["test-steps"].training.run_spec().to_dict()
-    code = "import json, sys; from relaytrain_runtime.leg import run_leg; run_leg(sys.argv[1], spec=json.loads(sys.argv[2]), max_steps=2, cost_per_second=0.01)"
+    code = (
+        "import json, sys; from relaytrain_runtime.leg import run_leg; "
+        "run_leg(sys.argv[1], spec=json.loads(sys.argv[2]), max_steps=2, cost_per_second=0.01)"
+    )
     subprocess.run([sys.executable, "-c", code, started["store"], json.dumps(spec)], check=True, capture_output=True)
 
     shown = relaytrain("status", STEPS, "--run", "exp1", "--json")
@@ -56,7 +63,12 @@ def test_launch_errors_are_one_line(aws_templates, cfn_deploy):
 
 
 def test_light_aws_verbs_import_neither_cdk_nor_torch():
-    code = ("import relaytrain.commands.launch, relaytrain.commands.status, relaytrain.aws.deployed, relaytrain.aws.names, sys, json; "
-            "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))")
-    mods = set(json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout))
+    code = (
+        "import relaytrain.commands.launch, relaytrain.commands.status, relaytrain.aws.deployed, relaytrain.aws.names, "
+        "sys, json; "
+        "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
+    )
+    mods = set(
+        json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+    )
     assert not {"aws_cdk", "constructs", "jsii", "torch"} & mods

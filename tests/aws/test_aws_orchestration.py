@@ -111,7 +111,10 @@ def test_hybrid_pipeline_preprocesses_waits_for_the_node_and_evaluates(sfn_harne
     nodes = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
     assert len(nodes) == 1 and {"Key": "relaytrain:store", "Value": deployed.store} in nodes[0]["Tags"]
     spec = aws_blueprints["test-hybrid"].training.run_spec().to_dict()
-    code = "import json, sys; from relaytrain_runtime.leg import run_leg; run_leg(sys.argv[1], spec=json.loads(sys.argv[2]))"
+    code = (
+        "import json, sys; from relaytrain_runtime.leg import run_leg; "
+        "run_leg(sys.argv[1], spec=json.loads(sys.argv[2]))"
+    )
     subprocess.run([sys.executable, "-c", code, deployed.store, json.dumps(spec)], check=True, capture_output=True)
     with moto_config(sfn_harness.endpoint, {"stepfunctions": {"execute_state_machine": True}}):
         boto3.client("stepfunctions", region_name="us-east-1").send_task_success(
@@ -120,11 +123,19 @@ def test_hybrid_pipeline_preprocesses_waits_for_the_node_and_evaluates(sfn_harne
     (execution,) = sfn_harness.wait(deployed.state_machine_arn, started, timeout_s=240)
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
     entered = states_entered(execution)
-    assert entered.index("WriteManifest") < entered.index("StartGpuNodes") < entered.index("StopGpuNodes") < entered.index("Evaluate")
+    assert (
+        entered.index("WriteManifest")
+        < entered.index("StartGpuNodes")
+        < entered.index("StopGpuNodes")
+        < entered.index("Evaluate")
+    )
     ops = [(i["event"].get("op"), i["event"].get("phase")) for i in sfn_harness.invocations]
     assert ops.count(("preprocess", "shard")) == 3 and ("preprocess", "manifest") in ops and ("evaluate", None) in ops
     assert all(i["ok"] and "error" not in i["result"] for i in sfn_harness.invocations)
     listed = s3.list_objects_v2(Bucket=deployed.bucket)["Contents"]
     keys = {o["Key"] for o in listed}
     assert "data/test-hybrid/data/manifest.json" in keys and any(k.startswith("runs/test-hybrid/eval/") for k in keys)
-    assert ec2.describe_instances(InstanceIds=[nodes[0]["InstanceId"]])["Reservations"][0]["Instances"][0]["State"]["Name"] == "terminated"
+    assert (
+        ec2.describe_instances(InstanceIds=[nodes[0]["InstanceId"]])["Reservations"][0]["Instances"][0]["State"]["Name"]
+        == "terminated"
+    )

@@ -44,7 +44,11 @@ def test_cdk_app_entry_point_matches_relaytrain_synth(aws_templates, tmp_path):
 
     app = json.loads((ROOT / "cdk.json").read_text())["app"]
     assert app == "python3 -m relaytrain.aws.app"
-    env = {**os.environ, "CDK_OUTDIR": str(tmp_path), "CDK_CONTEXT_JSON": json.dumps({"blueprint": "blueprints/tiny-gpt-lambda-steps.yaml"})}
+    env = {
+        **os.environ,
+        "CDK_OUTDIR": str(tmp_path),
+        "CDK_CONTEXT_JSON": json.dumps({"blueprint": "blueprints/tiny-gpt-lambda-steps.yaml"}),
+    }
     subprocess.run([sys.executable, "-m", "relaytrain.aws.app"], check=True, cwd=ROOT, env=env, capture_output=True)
     written = sorted(p.name for p in tmp_path.glob("*.template.json"))
     assert written == ["relaytrain-tiny-gpt-lambda-steps.template.json"]

@@ -7,6 +7,7 @@ import os
 import time
 
 import pytest
+
 from relaytrain_runtime.handlers.ops import run_op
 from relaytrain_runtime.store import StoreError, check_source, open_store
 from relaytrain_runtime.store.cache import ShardCache

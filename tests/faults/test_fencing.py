@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+
 from relaytrain_runtime import baton as baton_module
 from relaytrain_runtime.baton import Baton, Hooks
 from relaytrain_runtime.contract.keys import EVAL_PREFIX, commit_key, eval_key

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from relaytrain.blueprint import BlueprintError, load, loads
 from relaytrain.blueprint.source import MAX_BYTES, MAX_DEPTH, MAX_VALUES
 

@@ -13,6 +13,7 @@ import time
 
 import pytest
 import torch
+
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.baton import PAUSE_ENV, Baton, Hooks
 from relaytrain_runtime.contract.keys import commit_key

@@ -75,7 +75,10 @@ def test_function_sized_from_blueprint_internal_and_dedicated(shards, gcp_bluepr
     assert svc["ingressSettings"] == "ALLOW_INTERNAL_ONLY"
     assert fn["buildConfig"]["entryPoint"] == "relaytrain_http" and fn["buildConfig"]["runtime"] == "python311"
     sa = [a for a in of(shards, ACCOUNT) if a.name == "gcp-tiny-shards-shards-sa"]
-    assert len(sa) == 1 and svc["serviceAccountEmail"] == f"{sa[0].inputs['accountId']}@relaytrain-review.iam.gserviceaccount.com"
+    assert (
+        len(sa) == 1
+        and svc["serviceAccountEmail"] == f"{sa[0].inputs['accountId']}@relaytrain-review.iam.gserviceaccount.com"
+    )
     # the function's account has object access on the run's bucket, and nothing else
     grants = [g.inputs for g in of(shards, BUCKET_IAM) if g.inputs["member"].endswith(svc["serviceAccountEmail"])]
     assert grants == [{"bucket": one(shards, BUCKET).inputs.get("name", "gcp-tiny-shards-data-bucket-0000000"),
@@ -157,7 +160,10 @@ def test_workflow_targets_the_deployed_function_and_store(shards):
     call = run_shards["parallel"]["for"]["steps"][0]["call_shard"]["try"]
     assert call["args"]["url"] == "https://gcp-tiny-shards-shards-mock.a.run.app"
     assert call["args"]["auth"] == {"type": "OIDC"}
-    assert "gs://gcp-tiny-shards-data-bucket-0000000/runs/gcp-tiny-shards" in wf["main"]["steps"][0]["init"]["assign"][0]["store"]
+    assert (
+        "gs://gcp-tiny-shards-data-bucket-0000000/runs/gcp-tiny-shards"
+        in wf["main"]["steps"][0]["init"]["assign"][0]["store"]
+    )
 
 
 def test_gpu_node_spot_terminate_shielded_private(spot):
@@ -176,9 +182,14 @@ def test_gpu_node_spot_terminate_shielded_private(spot):
     assert "-m relaytrain_runtime node --store \"$STORE\" --checkpoint-every 600 --poweroff-when-done" in script
     assert "requirements-node.txt" in script
     # rank 0 writes the blueprint's run spec before training (idempotent for an identical spec)
-    assert '[ "$RANK" != 0 ] || $VENV/bin/python -m relaytrain_runtime init --store "$STORE" --preset tiny-gpt' in script
+    assert (
+        '[ "$RANK" != 0 ] || $VENV/bin/python -m relaytrain_runtime init --store "$STORE" --preset tiny-gpt' in script
+    )
     assert script.index("relaytrain_runtime init") < script.index("relaytrain_runtime node")
-    assert i["metadata"]["relaytrain-source"] == f"gs://gcp-gpu-spot-data-bucket-0000000/{one(spot, OBJECT).inputs['name']}"
+    assert (
+        i["metadata"]["relaytrain-source"]
+        == f"gs://gcp-gpu-spot-data-bucket-0000000/{one(spot, OBJECT).inputs['name']}"
+    )
     sa = one(spot, ACCOUNT).inputs["accountId"]
     assert i["serviceAccount"]["email"].startswith(sa + "@")
     assert [g.inputs["member"] for g in of(spot, BUCKET_IAM)] == [f"serviceAccount:{i['serviceAccount']['email']}"]
@@ -232,7 +243,10 @@ def test_function_built_by_its_own_account_into_its_own_repository(shards):
     email = f"{build_sa.inputs['accountId']}@relaytrain-review.iam.gserviceaccount.com"
     assert fn["serviceAccount"] == f"projects/relaytrain-review/serviceAccounts/{email}"
     repo = one(shards, "gcp:artifactregistry/repository:Repository").inputs
-    assert fn["dockerRepository"] == f"projects/relaytrain-review/locations/us-central1/repositories/{repo['repositoryId']}"
+    assert (
+        fn["dockerRepository"]
+        == f"projects/relaytrain-review/locations/us-central1/repositories/{repo['repositoryId']}"
+    )
     assert repo["cleanupPolicies"][0]["mostRecentVersions"]["keepCount"] == 3
     grants = sorted((r.type.split(":")[-1], r.inputs["role"]) for r in shards
                     if r.inputs.get("member") == f"serviceAccount:{email}")

@@ -6,6 +6,7 @@ import math
 import re
 
 import pytest
+
 from relaytrain_runtime.report.logline import commit_log_line
 
 METRIC = "gcp:logging/metric:Metric"

@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from tests.fixtures.pulumi import gcp_blueprint_files, load_blueprint
+from tests.fixtures.pulumi import gcp_blueprint_files
 
 BLUEPRINT_NAMES = [p.stem for p in gcp_blueprint_files()]
 _HASH = re.compile(r"\b[0-9a-f]{64}\b|(?<=relaytrain-)[0-9a-f]{16}(?=\.zip)")
@@ -49,43 +49,117 @@ def _resource(typ, name, **inputs):
 
 
 BAD = [
-    (_resource("gcp:storage/bucketIAMMember:BucketIAMMember", "pub", bucket="b", role="roles/storage.objectViewer",
-               member="allUsers"), "relaytrain-no-public-members: pub: grants access to allUsers"),
-    (_resource("gcp:cloudrunv2/serviceIamMember:ServiceIamMember", "pub2", member="allAuthenticatedUsers"),
-     "relaytrain-no-public-members: pub2: grants access to allAuthenticatedUsers"),
-    (_resource("gcp:storage/bucket:Bucket", "b", uniformBucketLevelAccess=True, publicAccessPrevention="inherited"),
-     "relaytrain-bucket-locked-down: b: publicAccessPrevention must be 'enforced'"),
-    (_resource("gcp:storage/bucket:Bucket", "b2", publicAccessPrevention="enforced"),
-     "relaytrain-bucket-locked-down: b2: uniformBucketLevelAccess must be true"),
-    (_resource("gcp:compute/instance:Instance", "vm", serviceAccount={"email": "123-compute@developer.gserviceaccount.com"}),
-     "relaytrain-no-default-compute-sa: vm: runs as the default compute service account 123-compute@developer.gserviceaccount.com"),
-    (_resource("gcp:compute/instance:Instance", "vm2"),
-     "relaytrain-no-default-compute-sa: vm2: no service account set, so it runs as the default compute service account"),
-    (_resource("gcp:compute/instance:Instance", "gpu", serviceAccount={"email": "n@p.iam.gserviceaccount.com"},
-               guestAccelerators=[{"type": "nvidia-l4", "count": 1}], scheduling={"onHostMaintenance": "MIGRATE"},
-               labels={"relaytrain-blueprint": "x", "relaytrain-component": "gpu-node"}),
-     "relaytrain-gpu-instance: gpu: GPU instances need scheduling.onHostMaintenance 'TERMINATE'"),
-    (_resource("gcp:compute/instance:Instance", "gpu2", serviceAccount={"email": "n@p.iam.gserviceaccount.com"},
-               guestAccelerators=[{"type": "nvidia-l4", "count": 1}], scheduling={"onHostMaintenance": "TERMINATE"}),
-     "relaytrain-gpu-instance: gpu2: missing cost labels relaytrain-blueprint, relaytrain-component"),
-    (_resource("gcp:compute/instance:Instance", "g2", machineType="zones/us-central1-a/machineTypes/g2-standard-8",
-               serviceAccount={"email": "n@p.iam.gserviceaccount.com"}, labels={"relaytrain-blueprint": "x",
-               "relaytrain-component": "gpu-node"}),
-     "relaytrain-gpu-instance: g2: GPU instances need scheduling.onHostMaintenance 'TERMINATE'"),
-    (_resource("gcp:cloudfunctionsv2/function:Function", "fn", buildConfig={"serviceAccount": "projects/p/serviceAccounts/b@p.iam.gserviceaccount.com"},
-               serviceConfig={"serviceAccountEmail": "f@p.iam.gserviceaccount.com", "ingressSettings": "ALLOW_ALL"}),
-     "relaytrain-function-internal-ingress: fn: ingressSettings must be ALLOW_INTERNAL_ONLY, got 'ALLOW_ALL'"),
-    (_resource("gcp:cloudfunctionsv2/function:Function", "fn2", serviceConfig={"ingressSettings": "ALLOW_INTERNAL_ONLY"}),
-     "relaytrain-no-default-compute-sa: fn2: serviceConfig.serviceAccountEmail not set (the default compute service account)"),
-    (_resource("gcp:cloudfunctionsv2/function:Function", "fn3", serviceConfig={
-        "ingressSettings": "ALLOW_INTERNAL_ONLY", "serviceAccountEmail": "f@p.iam.gserviceaccount.com"}),
-     "relaytrain-no-default-compute-sa: fn3: buildConfig.serviceAccount not set (builds run as the default compute service account)"),
-    (_resource("gcp:cloudfunctionsv2/function:Function", "fn4", serviceConfig={
-        "ingressSettings": "ALLOW_INTERNAL_ONLY", "serviceAccountEmail": "f@p.iam.gserviceaccount.com"},
-        buildConfig={"serviceAccount": "projects/p/serviceAccounts/1-compute@developer.gserviceaccount.com"}),
-     "relaytrain-no-default-compute-sa: fn4: runs as the default compute service account 1-compute@developer.gserviceaccount.com"),
-    (_resource("gcp:workflows/workflow:Workflow", "wf"),
-     "relaytrain-no-default-compute-sa: wf: no service account set, so it runs as the default compute service account"),
+    (
+        _resource(
+            "gcp:storage/bucketIAMMember:BucketIAMMember",
+            "pub",
+            bucket="b",
+            role="roles/storage.objectViewer",
+            member="allUsers",
+        ),
+        "relaytrain-no-public-members: pub: grants access to allUsers",
+    ),
+    (
+        _resource("gcp:cloudrunv2/serviceIamMember:ServiceIamMember", "pub2", member="allAuthenticatedUsers"),
+        "relaytrain-no-public-members: pub2: grants access to allAuthenticatedUsers",
+    ),
+    (
+        _resource("gcp:storage/bucket:Bucket", "b", uniformBucketLevelAccess=True, publicAccessPrevention="inherited"),
+        "relaytrain-bucket-locked-down: b: publicAccessPrevention must be 'enforced'",
+    ),
+    (
+        _resource("gcp:storage/bucket:Bucket", "b2", publicAccessPrevention="enforced"),
+        "relaytrain-bucket-locked-down: b2: uniformBucketLevelAccess must be true",
+    ),
+    (
+        _resource(
+            "gcp:compute/instance:Instance", "vm", serviceAccount={"email": "123-compute@developer.gserviceaccount.com"}
+        ),
+        "relaytrain-no-default-compute-sa: vm: "
+        "runs as the default compute service account 123-compute@developer.gserviceaccount.com",
+    ),
+    (
+        _resource("gcp:compute/instance:Instance", "vm2"),
+        "relaytrain-no-default-compute-sa: vm2: "
+        "no service account set, so it runs as the default compute service account",
+    ),
+    (
+        _resource(
+            "gcp:compute/instance:Instance",
+            "gpu",
+            serviceAccount={"email": "n@p.iam.gserviceaccount.com"},
+            guestAccelerators=[{"type": "nvidia-l4", "count": 1}],
+            scheduling={"onHostMaintenance": "MIGRATE"},
+            labels={"relaytrain-blueprint": "x", "relaytrain-component": "gpu-node"},
+        ),
+        "relaytrain-gpu-instance: gpu: GPU instances need scheduling.onHostMaintenance 'TERMINATE'",
+    ),
+    (
+        _resource(
+            "gcp:compute/instance:Instance",
+            "gpu2",
+            serviceAccount={"email": "n@p.iam.gserviceaccount.com"},
+            guestAccelerators=[{"type": "nvidia-l4", "count": 1}],
+            scheduling={"onHostMaintenance": "TERMINATE"},
+        ),
+        "relaytrain-gpu-instance: gpu2: missing cost labels relaytrain-blueprint, relaytrain-component",
+    ),
+    (
+        _resource(
+            "gcp:compute/instance:Instance",
+            "g2",
+            machineType="zones/us-central1-a/machineTypes/g2-standard-8",
+            serviceAccount={"email": "n@p.iam.gserviceaccount.com"},
+            labels={"relaytrain-blueprint": "x", "relaytrain-component": "gpu-node"},
+        ),
+        "relaytrain-gpu-instance: g2: GPU instances need scheduling.onHostMaintenance 'TERMINATE'",
+    ),
+    (
+        _resource(
+            "gcp:cloudfunctionsv2/function:Function",
+            "fn",
+            buildConfig={"serviceAccount": "projects/p/serviceAccounts/b@p.iam.gserviceaccount.com"},
+            serviceConfig={"serviceAccountEmail": "f@p.iam.gserviceaccount.com", "ingressSettings": "ALLOW_ALL"},
+        ),
+        "relaytrain-function-internal-ingress: fn: ingressSettings must be ALLOW_INTERNAL_ONLY, got 'ALLOW_ALL'",
+    ),
+    (
+        _resource(
+            "gcp:cloudfunctionsv2/function:Function", "fn2", serviceConfig={"ingressSettings": "ALLOW_INTERNAL_ONLY"}
+        ),
+        "relaytrain-no-default-compute-sa: fn2: "
+        "serviceConfig.serviceAccountEmail not set (the default compute service account)",
+    ),
+    (
+        _resource(
+            "gcp:cloudfunctionsv2/function:Function",
+            "fn3",
+            serviceConfig={
+                "ingressSettings": "ALLOW_INTERNAL_ONLY",
+                "serviceAccountEmail": "f@p.iam.gserviceaccount.com",
+            },
+        ),
+        "relaytrain-no-default-compute-sa: fn3: "
+        "buildConfig.serviceAccount not set (builds run as the default compute service account)",
+    ),
+    (
+        _resource(
+            "gcp:cloudfunctionsv2/function:Function",
+            "fn4",
+            serviceConfig={
+                "ingressSettings": "ALLOW_INTERNAL_ONLY",
+                "serviceAccountEmail": "f@p.iam.gserviceaccount.com",
+            },
+            buildConfig={"serviceAccount": "projects/p/serviceAccounts/1-compute@developer.gserviceaccount.com"},
+        ),
+        "relaytrain-no-default-compute-sa: fn4: "
+        "runs as the default compute service account 1-compute@developer.gserviceaccount.com",
+    ),
+    (
+        _resource("gcp:workflows/workflow:Workflow", "wf"),
+        "relaytrain-no-default-compute-sa: wf: "
+        "no service account set, so it runs as the default compute service account",
+    ),
 ]
 
 
@@ -202,6 +276,7 @@ def test_pulumi_entry_point_reads_stack_config(gcp_graph, gcp_blueprints):
     import runpy
 
     import pulumi
+
     from relaytrain.gcp.mocks import run_program
 
     root = pathlib.Path(__file__).resolve().parents[2]

@@ -3,8 +3,6 @@ the same definition drives rounds to done: first against an in-process fake, the
 real handler served by functions-framework from the deployed source archive, on fake-gcs-server."""
 
 import json
-import subprocess
-import sys
 import threading
 import zipfile
 
@@ -73,7 +71,11 @@ class FakeShards:
             if body["op"] == "shard":
                 assert body["shards"] == self.shards
                 if self.position()["done"] or r != self.current:
-                    return 200, {"status": "done" if self.position()["done"] else "stale", "round": r, **self.position()}
+                    return 200, {
+                        "status": "done" if self.position()["done"] else "stale",
+                        "round": r,
+                        **self.position(),
+                    }
                 self.seen.setdefault(r, set()).add(body["shard"])
                 return 200, {"status": "ok", "round": r, "shard": body["shard"]}
             assert set(body) == {"op", "store", "round"}
@@ -198,9 +200,9 @@ def test_local_driver_runs_a_tiny_blueprint_to_done(tmp_path, gcp_source, gcs_bu
     """The steps the deployed workflow takes, against the real handler (served from the source
     archive) and a GCS emulator: the run initialises itself from the first shard events and trains
     to done; a second execution of the same workflow finds the run done at once."""
+    from relaytrain.worker import functions_payload, spec_payload
     from relaytrain_runtime.baton import Baton
     from relaytrain_runtime.store import open_store
-    from relaytrain.worker import functions_payload, spec_payload
     from tests.fixtures.servers import functions_server
 
     bp = gcp_blueprints["gcp-tiny-shards"]

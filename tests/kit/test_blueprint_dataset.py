@@ -1,6 +1,7 @@
 """Blueprint check: a training.dataset the deployed roles cannot read is refused at validation, naming the prefix."""
 
 import pytest
+
 from relaytrain.blueprint import BlueprintError, loads
 from relaytrain.blueprint.dataset import dataset_problems, readable_prefix
 

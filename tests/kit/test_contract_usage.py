@@ -6,7 +6,6 @@ import ast
 import pathlib
 
 from relaytrain_runtime.contract import keys
-
 from tests.conftest import ROOT
 
 CONTRACT = ROOT / "runtime" / "relaytrain_runtime" / "contract"

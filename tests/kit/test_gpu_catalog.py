@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from relaytrain import prices
 from relaytrain.blueprint import BlueprintError, limits, loads
 from relaytrain.blueprint.memory import GIB, training_memory

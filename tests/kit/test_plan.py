@@ -10,8 +10,8 @@ from relaytrain import prices
 from relaytrain.blueprint import catalog_files, load, loads
 from relaytrain.cli import main
 from relaytrain.plan import flops_per_token, plan
-from relaytrain.plan.sfn import EVENTS_RESERVED
 from relaytrain.plan.devices import Devices, load_devices
+from relaytrain.plan.sfn import EVENTS_RESERVED
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.presets import get_preset
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+
 from relaytrain_runtime.contract.keys import MANIFEST_KEY, commit_key
 from relaytrain_runtime.contract.metrics import write_records
 from relaytrain_runtime.store import open_store
@@ -40,7 +41,6 @@ def watched(tmp_path_factory, stdlib_dataset):
     from relaytrain_runtime.baton import Baton
     from relaytrain_runtime.leg import run_leg
     from relaytrain_runtime.spec import RunSpec
-
     from tests.fixtures.runs import TINY_SPEC
 
     root = tmp_path_factory.mktemp("watched")

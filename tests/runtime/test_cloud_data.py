@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from relaytrain_runtime.handlers.ops import run_op
 from relaytrain_runtime.store import open_store
 

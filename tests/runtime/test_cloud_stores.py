@@ -6,6 +6,7 @@ import os
 import threading
 
 import pytest
+
 from relaytrain_runtime.store import NotFound, StoreError, open_store
 from relaytrain_runtime.store.cache import ShardCache
 

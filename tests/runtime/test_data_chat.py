@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from relaytrain_runtime.cli import main
 from relaytrain_runtime.data import batch, open_dataset, read_manifest
 from relaytrain_runtime.data.tokens import load_stored

@@ -4,6 +4,7 @@ shards fetched only when a batch needs them; position() and epochs() for the bat
 import numpy as np
 import pytest
 import torch
+
 from relaytrain_runtime.data import batch, epochs, open_dataset, permute, position, write_token_dataset
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from relaytrain_runtime.contract.keys import MANIFEST_KEY
 from relaytrain_runtime.data import SHARD_TOKENS
 from relaytrain_runtime.store import open_store

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from relaytrain_runtime.cli import main
 from relaytrain_runtime.data import MANIFEST_KEY, open_dataset, read_manifest
 from relaytrain_runtime.data.reader import check_fits

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 import torch
+
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.contract.keys import eval_key
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
-
 from tests.fixtures.runs import new_run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: none on this machine")

@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 import torch
+
 from relaytrain_runtime.baton import SHARDED_FORMAT, Baton
 from relaytrain_runtime.store import open_store
 
@@ -23,6 +24,7 @@ def _worker(rank: int, world: int, url: str, init_file: str, steps: int, out: st
     import pathlib
 
     import torch.distributed as dist
+
     from relaytrain_runtime import determinism, distributed
     from relaytrain_runtime.data import batch, open_dataset
     from relaytrain_runtime.model import build_model
@@ -94,7 +96,6 @@ def relative_diff(a: dict, b: dict) -> float:
 def runs(tmp_path_factory, stdlib_dataset):
     """DDP world 2 for all steps; FSDP world 2 cut at step CUT (a DCP commit) and continued to the end."""
     from relaytrain_runtime.spec import RunSpec
-
     from tests.fixtures.runs import TINY_SPEC
 
     root = tmp_path_factory.mktemp("fsdp")

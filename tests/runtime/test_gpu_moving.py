@@ -12,7 +12,6 @@ from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.leg import run_leg
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
-
 from tests.fixtures.runs import new_run
 
 SPEC = {"preset": "tiny-gpt", "steps": 12, "batch_size": 8, "seq_len": 64, "eval_batches": 2, "keep_last": 2,

@@ -12,6 +12,7 @@ import copy
 
 import pytest
 import torch
+
 from relaytrain_runtime.model import build_model
 from relaytrain_runtime.precision import Precision, default_precision, resolve
 from relaytrain_runtime.spec import RunSpec

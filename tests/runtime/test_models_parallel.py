@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.leg import run_leg
 from relaytrain_runtime.store import open_store
-
 from tests.fixtures.shards import bitwise_equal, drive, rel_diff, weights
 
 pytest.importorskip("peft")

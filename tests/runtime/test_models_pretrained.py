@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.contract.keys import BASE_PREFIX
@@ -18,7 +19,6 @@ from relaytrain_runtime.leg import run_leg
 from relaytrain_runtime.presets import get_preset
 from relaytrain_runtime.store import open_store
 from relaytrain_runtime.train import build, evaluate
-
 from tests.fixtures.pretrained import write_pretrained
 
 transformers = pytest.importorskip("transformers")

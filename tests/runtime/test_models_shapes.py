@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.presets import from_hf_config, get_preset, hf_config
 from relaytrain_runtime.spec import RunSpec

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
+
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.baton import Baton, weights_digest
 from relaytrain_runtime.leg import run_leg
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
-
 from tests.fixtures.runs import TINY_SPEC
 
 
@@ -110,8 +110,9 @@ def test_leg_resumes_from_the_previous_checkpoint_when_the_latest_is_corrupt(tin
 
 
 def test_checkpoint_files_are_standard_safetensors(tmp_path):
-    from relaytrain_runtime.tensorfile import decode, encode
     from safetensors.torch import load as st_load
+
+    from relaytrain_runtime.tensorfile import decode, encode
 
     tensors = {"w": torch.randn(3, 5), "i": torch.arange(4), "h": torch.ones(2, dtype=torch.bfloat16),
                "e": torch.zeros(0, 3)}

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.data import (
     MANIFEST_KEY,
@@ -19,7 +20,6 @@ from relaytrain_runtime.data import (
 )
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
-
 from tests.fixtures.runs import TINY_SPEC
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from relaytrain_runtime.model import build_model, model_tensors
 from relaytrain_runtime.presets import PRESETS, get_preset
 

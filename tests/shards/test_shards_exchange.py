@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from relaytrain_runtime.shards.exchange import (
-    Exchange, ExchangeError, Round, decode, encode, pack, piece_bounds, sweep, unpack,
+    Exchange,
+    ExchangeError,
+    Round,
+    decode,
+    encode,
+    pack,
+    piece_bounds,
+    sweep,
+    unpack,
 )
 from relaytrain_runtime.store import open_store
 
@@ -75,7 +83,7 @@ def test_reduce_scatter_equals_weighted_mean(store, K):
         assert ex.reduce_piece(j)["status"] == "ok"
     got, info = ex.assemble()
     metas = info["metas"]
-    want = sum(w * v.double() for w, v in zip(weights, vecs)) / sum(weights)
+    want = sum(w * v.double() for w, v in zip(weights, vecs, strict=True)) / sum(weights)
     assert torch.allclose(got.double(), want, rtol=1e-6, atol=1e-6 * want.abs().max().item())  # fp32 sums
     assert metas == {k: {"weight": weights[k], "loss": float(k)} for k in range(K)}
 

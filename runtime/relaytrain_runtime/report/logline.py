@@ -1,8 +1,9 @@
 """One structured log line per commit, for clouds that turn logs into metrics (GCP log-based metrics).
 
 Where RELAYTRAIN_COMMIT_LOG=1 (the GCP functions and nodes), the engine prints `commit_log_line(...)` on
-stderr after every commit (stdout is the CLI verbs' JSON result). Cloud Run functions (the shards) parse a JSON line on stdout or stderr into the entry's `jsonPayload` (`severity` and `message` become the
-entry's own); the Pulumi program's log-based metrics (`relaytrain.gcp.components.RunMonitoring`)
+stderr after every commit (stdout is the CLI verbs' JSON result). Cloud Run functions (the shards) parse a JSON
+line on stdout or stderr into the entry's `jsonPayload` (`severity` and `message` become the entry's own); the
+Pulumi program's log-based metrics (`relaytrain.gcp.components.RunMonitoring`)
 filter on `jsonPayload.relaytrain="commit"` and extract the numbers below. Pure: no I/O.
 
     {"relaytrain": "commit", "run": RUN, "worker": LEG, "gen", "step", "tokens", "loss", "done",

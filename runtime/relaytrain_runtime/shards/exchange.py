@@ -255,7 +255,9 @@ class Exchange:
             try:
                 data = self.store.read(key)
             except NotFound:
-                raise ExchangeError(f"{key} is missing: piece {j} of round {self.round.round} is not reduced yet") from None
+                raise ExchangeError(
+                    f"{key} is missing: piece {j} of round {self.round.round} is not reduced yet"
+                ) from None
             head, vec = unpack(data, key)
             self.round.check(head, key, piece=j)
             if total is None:
@@ -267,7 +269,11 @@ class Exchange:
             parts.append(vec)
             reducers.append(head.get("reducer", {}))
             read += len(data)
-        return torch.cat(parts), {"metas": {int(k): v for k, v in metas.items()}, "reducers": reducers, "bytes_read": read}
+        return torch.cat(parts), {
+            "metas": {int(k): v for k, v in metas.items()},
+            "reducers": reducers,
+            "bytes_read": read,
+        }
 
 
 def sweep(store: Store, up_to_round: int) -> int:

@@ -20,5 +20,7 @@ def run(args) -> int:
     for name in ("gen", "batches"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise RelayError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    print(json.dumps(evaluate_checkpoint(args.store, args.gen, args.batches, args.split, args.cache_dir), sort_keys=True))
+    print(
+        json.dumps(evaluate_checkpoint(args.store, args.gen, args.batches, args.split, args.cache_dir), sort_keys=True)
+    )
     return 0

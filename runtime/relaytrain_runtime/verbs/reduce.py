@@ -18,7 +18,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-commit", action="store_true", help="reduce only, never commit")
     parser.add_argument("--status", action="store_true", help="print where the run stands (next round, step, done)")
     parser.add_argument("--spec-json", default=None, help="run spec (JSON object) to initialise the run with")
-    parser.add_argument("--functions-json", default=None, help="functions: settings (JSON object) to initialise the run with")
+    parser.add_argument(
+        "--functions-json", default=None, help="functions: settings (JSON object) to initialise the run with"
+    )
     parser.add_argument("--cost-per-second", type=float, default=0.0, help="USD per second of this worker (accrued)")
 
 

@@ -17,7 +17,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--shard", type=int, help="this shard's index k (0..K-1)")
     parser.add_argument("--shards", type=int, default=None, help="K, checked against the run's functions.shards")
     parser.add_argument("--spec-json", default=None, help="run spec (JSON object) to initialise the run with")
-    parser.add_argument("--functions-json", default=None, help="functions: settings (JSON object) to initialise the run with")
+    parser.add_argument(
+        "--functions-json", default=None, help="functions: settings (JSON object) to initialise the run with"
+    )
     parser.add_argument("--max-seconds", type=float, default=None, help="invocation time box (deadline)")
     parser.add_argument("--cost-per-second", type=float, default=0.0, help="USD per second of this worker (accrued)")
 

@@ -11,11 +11,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
-from relaytrain_runtime import RelayError
-from relaytrain_runtime.pricing import INSTANCE_HOURLY_USD
 
 from relaytrain.aws import nag
-from relaytrain.aws.names import stack_name
 from relaytrain.aws.constructs import (
     DatasetBucket,
     EfsCache,
@@ -27,9 +24,10 @@ from relaytrain.aws.constructs import (
     TrainingNetwork,
 )
 from relaytrain.aws.constructs.step_trainer import HANDLER
+from relaytrain.aws.names import stack_name
 from relaytrain.blueprint.schema import Blueprint, Lambda
-from relaytrain.worker import DATA_PREFIX, RUN_PREFIX, node_price_flags, run_store, spec_payload
 from relaytrain.blueprint.validate import ECR_IMAGE_RE
+from relaytrain.worker import DATA_PREFIX, RUN_PREFIX, node_price_flags, run_store, spec_payload
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.store.confine import SOURCE_PREFIX_ENV
 
@@ -42,8 +40,8 @@ class RelaytrainStack(Stack):
     """Dataset bucket, workers and orchestration of one AWS blueprint, checked by cdk-nag.
 
     Outputs: BucketName, StoreUrl (the default run's store), StateMachineArn (lambda-steps, hybrid).
-    `legs_per_execution` overrides the continue-as-new interval (default: relaytrain.plan.sfn's) and `leg_max_steps` bounds each
-    leg by steps (lambda-steps; tests use small ones).
+    `legs_per_execution` overrides the continue-as-new interval (default: relaytrain.plan.sfn's) and `leg_max_steps`
+    bounds each leg by steps (lambda-steps; tests use small ones).
     """
 
     def __init__(
@@ -57,12 +55,18 @@ class RelaytrainStack(Stack):
         **kwargs,
     ) -> None:
         if blueprint.cloud != "aws":
-            raise RelayError(f"blueprint {blueprint.name!r}: cloud is {blueprint.cloud!r}; the CDK app builds AWS blueprints only")
+            raise RelayError(
+                f"blueprint {blueprint.name!r}: cloud is {blueprint.cloud!r}; the CDK app builds AWS blueprints only"
+            )
         if blueprint.topology == "function-shards":
             raise RelayError(f"blueprint {blueprint.name!r}: topology function-shards runs on GCP only (cloud: gcp)")
         if not (runtime_dir / "Dockerfile").is_file():
-            raise RelayError(f"runtime image: {runtime_dir / 'Dockerfile'} is missing (the Lambda image is built from it)")
-        super().__init__(scope, stack_name(blueprint), description=f"relaytrain {blueprint.name}: {blueprint.topology}", **kwargs)
+            raise RelayError(
+                f"runtime image: {runtime_dir / 'Dockerfile'} is missing (the Lambda image is built from it)"
+            )
+        super().__init__(
+            scope, stack_name(blueprint), description=f"relaytrain {blueprint.name}: {blueprint.topology}", **kwargs
+        )
         self.blueprint = blueprint
         self.runtime_dir = runtime_dir
         self.spec = spec_payload(blueprint)
@@ -72,13 +76,19 @@ class RelaytrainStack(Stack):
         for key, value in {"relaytrain:blueprint": blueprint.name, **blueprint.tags}.items():
             Tags.of(self).add(key, value)
 
-        existing = s3.Bucket.from_bucket_name(self, "ExistingBucket", blueprint.dataset.bucket) if blueprint.dataset.bucket else None
+        existing = (
+            s3.Bucket.from_bucket_name(self, "ExistingBucket", blueprint.dataset.bucket)
+            if blueprint.dataset.bucket
+            else None
+        )
         self.data = DatasetBucket(self, "Data", bucket=existing)
         self.store = run_store(f"s3://{self.data.bucket.bucket_name}", self.run_name)
         self.state_machine = None
         self.functions: list[lambda_.IFunction] = []
         self._repository: ecr.IRepository | None = None
-        build = {"lambda-steps": self._lambda_steps, "gpu-node": self._gpu_node, "hybrid": self._hybrid}[blueprint.topology]
+        build = {"lambda-steps": self._lambda_steps, "gpu-node": self._gpu_node, "hybrid": self._hybrid}[
+            blueprint.topology
+        ]
         build()
         self._acknowledge_cdk_handlers()
         if self._repository is not None:
@@ -217,8 +227,18 @@ class RelaytrainStack(Stack):
         pre_cfg, eval_cfg = bp.preprocess, bp.evaluate
         # the only prefix preprocessing may read sources under (the runtime's store.confine checks events against it)
         sources = {SOURCE_PREFIX_ENV: f"s3://{self.data.bucket.bucket_name}/{bp.dataset.raw_prefix}"}
-        preprocess = StageFunction(self, "Preprocess", description="relaytrain preprocess (one raw object per invocation)", **self._stage_props(pre_cfg, **sources))
-        evaluate = StageFunction(self, "Evaluate", description="relaytrain evaluate (one checkpoint per invocation)", **self._stage_props(eval_cfg))
+        preprocess = StageFunction(
+            self,
+            "Preprocess",
+            description="relaytrain preprocess (one raw object per invocation)",
+            **self._stage_props(pre_cfg, **sources),
+        )
+        evaluate = StageFunction(
+            self,
+            "Evaluate",
+            description="relaytrain evaluate (one checkpoint per invocation)",
+            **self._stage_props(eval_cfg),
+        )
         raw = bp.dataset.raw_prefix
         bucket = self.data.bucket.bucket_name
         # preprocessing writes the dataset the spec names (an s3:// URL), else s3://BUCKET/data/RUN
@@ -266,7 +286,9 @@ class RelaytrainStack(Stack):
 
     def _require_gpu(self) -> None:
         if self.blueprint.gpu is None:
-            raise RelayError(f"blueprint {self.blueprint.name!r}: topology {self.blueprint.topology} needs a gpu: section")
+            raise RelayError(
+                f"blueprint {self.blueprint.name!r}: topology {self.blueprint.topology} needs a gpu: section"
+            )
 
     def add_output(self, name: str, value: str) -> None:
         CfnOutput(self, name, value=value)

@@ -15,11 +15,10 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from relaytrain_runtime import RelayError
-
 from relaytrain.blueprint.schema import Blueprint
 from relaytrain.blueprint.source import SourceProblem, format_path, line_of, parse, read_text
 from relaytrain.blueprint.validate import check, resolve
+from relaytrain_runtime import RelayError
 
 __all__ = ["Blueprint", "BlueprintError", "catalog_files", "load", "load_all", "loads"]
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from relaytrain_runtime.shards.config import ShardsConfig
-from relaytrain_runtime.spec import RunSpec
-
 from relaytrain.blueprint import limits as L
 from relaytrain.blueprint.dataset import dataset_problems
 from relaytrain.blueprint.memory import GIB, Memory, checkpoint_bytes, training_memory
 from relaytrain.blueprint.schema import SHARDS_FIELDS, Blueprint, Functions, Gpu, Lambda
 from relaytrain.blueprint.tags import aws_tag_problems
+from relaytrain_runtime.shards.config import ShardsConfig
+from relaytrain_runtime.spec import RunSpec
 
 Problem = tuple[tuple, str]
 
@@ -345,7 +344,9 @@ def _feasibility(problems, bp: Blueprint) -> None:
     worker = training_worker(bp)
     if worker is None:
         return
-    need = training_memory(spec.model, worker.micro_batch, spec.sequence_length, gpu=worker.gpu, shards=worker.shards, spec=spec)
+    need = training_memory(
+        spec.model, worker.micro_batch, spec.sequence_length, gpu=worker.gpu, shards=worker.shards, spec=spec
+    )
     if not need.fits(worker.memory_bytes):
         smaller = [m for m in range(worker.micro_batch - 1, 0, -1)
                    if spec.batch_size % m == 0

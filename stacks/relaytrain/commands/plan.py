@@ -10,13 +10,12 @@ import json
 import pathlib
 import sys
 
-from relaytrain_runtime import RelayError
-
 from relaytrain.blueprint import BlueprintError, load_all
 from relaytrain.plan import plan
 from relaytrain.plan.compare import verdict, worker_count
 from relaytrain.plan.devices import calibration_path, load_devices
 from relaytrain.plan.report import format_compare, format_plan, write_chart
+from relaytrain_runtime import RelayError
 
 
 def add_arguments(parser) -> None:

@@ -11,9 +11,8 @@ import json
 import pathlib
 import sys
 
-from relaytrain_runtime import RelayError
-
 from relaytrain.blueprint import BlueprintError, load
+from relaytrain_runtime import RelayError
 
 
 def add_arguments(parser) -> None:

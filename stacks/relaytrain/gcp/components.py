@@ -24,14 +24,13 @@ import json
 import re
 import shlex
 
-
 import pulumi
 import pulumi_gcp as gcp
-from relaytrain_runtime.report.logline import COMMIT_LOG_ENV
-from relaytrain_runtime.report.logline import EVENT as COMMIT_EVENT
 
 from relaytrain.gcp import workflow as wf
 from relaytrain.gcp.source import ENTRY_POINT, PYTHON_RUNTIME, SourceArchive
+from relaytrain_runtime.report.logline import COMMIT_LOG_ENV
+from relaytrain_runtime.report.logline import EVENT as COMMIT_EVENT
 
 OBJECT_ADMIN = "roles/storage.objectAdmin"  # read/write/list/delete objects, nothing on the bucket itself
 DLVM_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu128-ubuntu-2204-nvidia-570"
@@ -66,7 +65,7 @@ def _member(email: pulumi.Input[str]) -> pulumi.Output[str]:
     return pulumi.Output.concat("serviceAccount:", email)
 
 
-def _worker_identity(name: str, role: str, display_name: str, bucket: pulumi.Input[str], source: "SourceArchive",
+def _worker_identity(name: str, role: str, display_name: str, bucket: pulumi.Input[str], source: SourceArchive,
                      opts: pulumi.ResourceOptions):
     """A worker's dedicated service account, its object access to the run's bucket alone, and the runtime
     source archive it installs (named by content hash)."""
@@ -104,8 +103,10 @@ class DatasetBucket(pulumi.ComponentResource):
 
         rules = [delete(days_since_noncurrent_time=noncurrent_days, with_state="ARCHIVED")]
         if exchange_prefixes:
-            rules += [delete(days_since_noncurrent_time=1, with_state="ARCHIVED", matches_prefixes=list(exchange_prefixes)),
-                      delete(age=exchange_days, matches_prefixes=list(exchange_prefixes))]
+            rules += [
+                delete(days_since_noncurrent_time=1, with_state="ARCHIVED", matches_prefixes=list(exchange_prefixes)),
+                delete(age=exchange_days, matches_prefixes=list(exchange_prefixes)),
+            ]
         self.bucket = gcp.storage.Bucket(
             f"{name}-bucket",
             location=location.upper(),
@@ -388,13 +389,21 @@ class CostBudget(pulumi.ComponentResource):
         super().__init__("relaytrain:gcp:CostBudget", name, None, opts)
         units = int(amount_usd)
         self.budget = gcp.billing.Budget(
-            f"{name}-budget", billing_account=billing_account, display_name=resource_name(name)[:60],
-            budget_filter=gcp.billing.BudgetBudgetFilterArgs(labels=clean_labels(labels), credit_types_treatment="INCLUDE_ALL_CREDITS"),
-            amount=gcp.billing.BudgetAmountArgs(specified_amount=gcp.billing.BudgetAmountSpecifiedAmountArgs(
-                currency_code="USD", units=str(units), nanos=round((amount_usd - units) * 1e9))),
+            f"{name}-budget",
+            billing_account=billing_account,
+            display_name=resource_name(name)[:60],
+            budget_filter=gcp.billing.BudgetBudgetFilterArgs(
+                labels=clean_labels(labels), credit_types_treatment="INCLUDE_ALL_CREDITS"
+            ),
+            amount=gcp.billing.BudgetAmountArgs(
+                specified_amount=gcp.billing.BudgetAmountSpecifiedAmountArgs(
+                    currency_code="USD", units=str(units), nanos=round((amount_usd - units) * 1e9)
+                )
+            ),
             threshold_rules=[gcp.billing.BudgetThresholdRuleArgs(threshold_percent=p) for p in (0.5, 0.9, 1.0)]
             + [gcp.billing.BudgetThresholdRuleArgs(threshold_percent=1.0, spend_basis="FORECASTED_SPEND")],
-            opts=pulumi.ResourceOptions(parent=self))
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.register_outputs({"budget": self.budget.name})
 
 

@@ -1,11 +1,11 @@
 """Run a generated Cloud Workflows definition on this machine, step by step.
 
-A small interpreter for the subset of the Workflows language that `relaytrain.gcp.workflow`
-generates: `assign`, `parallel` `for` over a `range` (with `shared` variables), jumps (`next`), `call: http.post` inside `try` with a
-`retry` policy, `switch` with `return` / `raise` / `next` / `steps`, subworkflows (the retry predicate), and `${...}` expressions over
-variables, `default`, `map.get`, `string`, `in`, arithmetic and comparisons. It lets the tests
-(and a user without a cloud account) drive the real handler over HTTP through exactly the steps
-the deployed workflow takes. Expressions come only from our own generator.
+A small interpreter for the subset of the Workflows language that `relaytrain.gcp.workflow` generates: `assign`,
+`parallel` `for` over a `range` (with `shared` variables), jumps (`next`), `call: http.post` inside `try` with a
+`retry` policy, `switch` with `return` / `raise` / `next` / `steps`, subworkflows (the retry predicate), and `${...}`
+expressions over variables, `default`, `map.get`, `string`, `in`, arithmetic and comparisons. It lets the tests (and a
+user without a cloud account) drive the real handler over HTTP through exactly the steps the deployed workflow takes.
+Expressions come only from our own generator.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 TRANSIENT = (429, 502, 503, 504)
 
@@ -146,7 +147,8 @@ class Interpreter:
 
     def _callable(self, sub: dict) -> Callable:
         def call(*values):
-            scope = {**self.subworkflows, **dict(zip(sub.get("params", []), values))}
+            # not strict: as in Workflows, a `main` without params ignores the run's arguments
+            scope = {**self.subworkflows, **dict(zip(sub.get("params", []), values, strict=False))}
             return self._steps(sub["steps"], scope)
 
         return call

@@ -9,8 +9,8 @@ Each rule returns a list of violation messages (empty = compliant).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 GPU_MACHINE_FAMILIES = ("a2-", "a3-", "a4-", "g2-", "g4-")
@@ -88,7 +88,11 @@ def function_internal_ingress(typ: str, name: str, inputs: dict) -> list[str]:
     if typ != FUNCTION:
         return []
     ingress = (inputs.get("serviceConfig") or {}).get("ingressSettings")
-    return [] if ingress == "ALLOW_INTERNAL_ONLY" else [f"{name}: ingressSettings must be ALLOW_INTERNAL_ONLY, got {ingress!r}"]
+    return (
+        []
+        if ingress == "ALLOW_INTERNAL_ONLY"
+        else [f"{name}: ingressSettings must be ALLOW_INTERNAL_ONLY, got {ingress!r}"]
+    )
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,21 @@ import shlex
 from dataclasses import dataclass, field
 
 import pulumi
-from relaytrain_runtime import RelayError
 
 from relaytrain.blueprint.schema import Blueprint
 from relaytrain.gcp import components as c
 from relaytrain.gcp import workflow as wf
 from relaytrain.gcp.source import SourceArchive, build_source_archive
 from relaytrain.worker import (
-    RUN_PREFIX, cost_per_second, functions_payload, round_deadline_s, run_spec, spec_flags, spec_payload)
+    RUN_PREFIX,
+    cost_per_second,
+    functions_payload,
+    round_deadline_s,
+    run_spec,
+    spec_flags,
+    spec_payload,
+)
+from relaytrain_runtime import RelayError
 from relaytrain_runtime.contract.keys import ROUNDS_PREFIX
 
 HANDLER_MARGIN_S = 60  # the handler answers this long before the workflow's HTTP call gives up

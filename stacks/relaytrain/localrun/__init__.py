@@ -16,10 +16,9 @@ from __future__ import annotations
 import importlib
 import sys
 
+from relaytrain.blueprint.schema import Blueprint
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.store import open_store
-
-from relaytrain.blueprint.schema import Blueprint
 
 RUNNERS = {
     "lambda-steps": "relaytrain.localrun.legs",

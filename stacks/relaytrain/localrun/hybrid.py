@@ -14,14 +14,13 @@ import sys
 import sysconfig
 import time
 
-from relaytrain_runtime.store import open_store
-
 from relaytrain.blueprint.schema import Blueprint
 from relaytrain.localrun.node import cost_report, train_node
 from relaytrain.localrun.process import runtime, threads_for
 from relaytrain.plan import lambda_legs_cost
 from relaytrain.plan.report import usd
 from relaytrain.worker import lambda_vcpu, run_spec
+from relaytrain_runtime.store import open_store
 
 RAW_OBJECTS = 4
 RAW_BYTES = 1_000_000  # per object

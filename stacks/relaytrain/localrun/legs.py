@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import sys
 
-from relaytrain_runtime.contract.keys import SUMMARY_KEY
-
 from relaytrain.blueprint.schema import Blueprint
 from relaytrain.localrun.process import leg_statuses, read_json, runtime, threads_for
 from relaytrain.plan import lambda_legs_cost
 from relaytrain.plan.report import format_lines
 from relaytrain.worker import cost_per_second, lambda_vcpu, run_spec, spec_flags
+from relaytrain_runtime.contract.keys import SUMMARY_KEY
 
 
 def run_local(bp: Blueprint, store_url: str) -> dict:

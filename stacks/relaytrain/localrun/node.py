@@ -11,13 +11,12 @@ import json
 import sys
 import time
 
-from relaytrain_runtime.spec import RunSpec
-
 from relaytrain.blueprint.schema import Blueprint
 from relaytrain.localrun.process import runtime, threads_for
 from relaytrain.plan import plan
 from relaytrain.plan.report import duration, usd
 from relaytrain.worker import cost_per_second, run_spec, spec_flags
+from relaytrain_runtime.spec import RunSpec
 
 
 def train_node(bp: Blueprint, store_url: str, spec: RunSpec) -> tuple[dict, float]:

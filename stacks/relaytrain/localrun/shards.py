@@ -26,10 +26,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from relaytrain_runtime import RelayError
-
 from relaytrain.worker import functions_payload, spec_payload
 from relaytrain.worker import round_deadline_s as worker_round_deadline_s
+from relaytrain_runtime import RelayError
 
 POLL_S = 0.01
 

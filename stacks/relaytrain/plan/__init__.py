@@ -13,9 +13,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from relaytrain_runtime import RelayError
-from relaytrain_runtime.throughput import flops_per_token  # one formula for the planner and the node
-
 from relaytrain import prices
 from relaytrain.blueprint import limits as L
 from relaytrain.blueprint.memory import checkpoint_bytes
@@ -23,6 +20,8 @@ from relaytrain.blueprint.schema import Blueprint
 from relaytrain.plan import devices as D
 from relaytrain.plan import sfn
 from relaytrain.worker import lambda_vcpu, node_hour_lines, node_hourly_usd, shards_config
+from relaytrain_runtime import RelayError
+from relaytrain_runtime.throughput import flops_per_token  # one formula for the planner and the node
 
 MONTH_S = 730 * 3600
 CHECKPOINT_OBJECTS = 5  # weights, optimizer, state, baton manifest, leg status

@@ -6,9 +6,9 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
-from relaytrain_runtime import RelayError
 
 from relaytrain.aws import nag
+from relaytrain_runtime import RelayError
 
 
 class DatasetBucket(Construct):
@@ -87,7 +87,9 @@ class DatasetBucket(Construct):
             for p in prefixes:
                 nag.ack(principal, f"AwsSolutions-IAM5[Resource::{nag.arn_ref(self.bucket, f'/{p}*')}]",
                         f"object access limited to the key prefix {p!r} of the dataset bucket")
-        principal.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=[self.prefix_arn(p) for p in prefixes]))
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=actions, resources=[self.prefix_arn(p) for p in prefixes])
+        )
         principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],

@@ -10,9 +10,9 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
-from relaytrain_runtime import RelayError
 
 from relaytrain.aws import nag
+from relaytrain_runtime import RelayError
 
 DEFAULT_INSTANCE_TYPE = "p3.2xlarge"
 # AWS Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04), resolved by EC2 at each launch.
@@ -82,8 +82,15 @@ class GpuTrainingNode(Construct):
         self.role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject"],
-                resources=[Stack.of(self).format_arn(service="s3", region="", account="",
-                                                     resource=runtime_asset.s3_bucket_name, resource_name=runtime_asset.s3_object_key)],
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="s3",
+                        region="",
+                        account="",
+                        resource=runtime_asset.s3_bucket_name,
+                        resource_name=runtime_asset.s3_object_key,
+                    )
+                ],
             )
         )
         self.role.add_to_principal_policy(
@@ -94,8 +101,11 @@ class GpuTrainingNode(Construct):
                 "cloudwatch:PutMetricData has no resource-level permissions (limited to the relaytrain namespace); "
                 "ec2:DescribeInstances (hybrid rendezvous) has none either")
         if role is None:
-            nag.ack(self.role, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
-                    "Session Manager access to the nodes instead of SSH: no inbound port is opened")
+            nag.ack(
+                self.role,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
+                "Session Manager access to the nodes instead of SSH: no inbound port is opened",
+            )
         self.placement_group: ec2.PlacementGroup | None = None
         placement_ref = None
         if nodes > 1:
@@ -121,7 +131,9 @@ class GpuTrainingNode(Construct):
             "Template",
             instance_type=ec2.InstanceType(instance_type),
             # resolved by EC2 at each launch: a node started later (hybrid, spot restart) gets the current AMI
-            machine_image=ec2.MachineImage.resolve_ssm_parameter_at_launch(image_parameter, os=ec2.OperatingSystemType.LINUX),
+            machine_image=ec2.MachineImage.resolve_ssm_parameter_at_launch(
+                image_parameter, os=ec2.OperatingSystemType.LINUX
+            ),
             role=self.role,
             security_group=security_group,
             user_data=user_data,
@@ -136,7 +148,10 @@ class GpuTrainingNode(Construct):
                 ec2.BlockDevice(
                     device_name="/dev/sda1",
                     volume=ec2.BlockDeviceVolume.ebs(
-                        root_volume_gb, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3, delete_on_termination=True
+                        root_volume_gb,
+                        encrypted=True,
+                        volume_type=ec2.EbsDeviceVolumeType.GP3,
+                        delete_on_termination=True,
                     ),
                 )
             ],
@@ -166,7 +181,11 @@ class GpuTrainingNode(Construct):
                 subnet_id=Fn.select(0, subnet_ids),  # one AZ: a cluster placement group lives in one
                 monitoring=True,
             )
-            nag.ack(instance, "AwsSolutions-EC29", "nodes are disposable: the run lives in the store and a replaced node resumes from the baton")
+            nag.ack(
+                instance,
+                "AwsSolutions-EC29",
+                "nodes are disposable: the run lives in the store and a replaced node resumes from the baton",
+            )
             Tags.of(instance).add("relaytrain:store", store)
             Tags.of(instance).add("relaytrain:rank", str(rank))
             if first_ip is not None:
@@ -179,4 +198,8 @@ class GpuTrainingNode(Construct):
 def _selection(subnets: ec2.SubnetSelection | None) -> dict:
     if subnets is None:
         return {"subnet_type": ec2.SubnetType.PUBLIC}
-    return {k: v for k, v in {"subnet_type": subnets.subnet_type, "subnet_group_name": subnets.subnet_group_name}.items() if v}
+    return {
+        k: v
+        for k, v in {"subnet_type": subnets.subnet_type, "subnet_group_name": subnets.subnet_group_name}.items()
+        if v
+    }

@@ -7,9 +7,9 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-from relaytrain_runtime import RelayError
 
 from relaytrain.aws.constructs.core import log_group
+from relaytrain_runtime import RelayError
 
 
 class TrainingNetwork(Construct):
@@ -37,7 +37,9 @@ class TrainingNetwork(Construct):
             raise RelayError("TrainingNetwork: pass an existing vpc or props to create one, not both")
         self.flow_log_group: logs.LogGroup | None = None
         if vpc is None:
-            subnets = [ec2.SubnetConfiguration(name="workers", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=22)]
+            subnets = [
+                ec2.SubnetConfiguration(name="workers", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=22)
+            ]
             if public_subnets:
                 subnets.append(ec2.SubnetConfiguration(name="nodes", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24))
             self.flow_log_group = log_group(self, "FlowLogs")
@@ -48,14 +50,22 @@ class TrainingNetwork(Construct):
                 nat_gateways=0,
                 subnet_configuration=subnets,
                 gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
-                flow_logs={"all": ec2.FlowLogOptions(destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group))},
+                flow_logs={
+                    "all": ec2.FlowLogOptions(
+                        destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group)
+                    )
+                },
                 restrict_default_security_group=True,
             )
         self.vpc = vpc
         self.isolated_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         self.public_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
         self.worker_security_group = ec2.SecurityGroup(
-            self, "Workers", vpc=vpc, description="relaytrain workers: no inbound except from each other", allow_all_outbound=True
+            self,
+            "Workers",
+            vpc=vpc,
+            description="relaytrain workers: no inbound except from each other",
+            allow_all_outbound=True,
         )
         self.worker_security_group.add_ingress_rule(
             self.worker_security_group, ec2.Port.all_tcp(), "workers of one run (torchrun rendezvous and NCCL)"

@@ -45,13 +45,24 @@ class RunObservability(Construct):
         )
 
         def metric(name: str, stat: str = "Maximum") -> cw.Metric:
-            return cw.Metric(namespace=namespace, metric_name=name, dimensions_map={"Run": run}, statistic=stat, period=Duration.minutes(5))
+            return cw.Metric(
+                namespace=namespace,
+                metric_name=name,
+                dimensions_map={"Run": run},
+                statistic=stat,
+                period=Duration.minutes(5),
+            )
 
         self.alarms: dict[str, cw.Alarm] = {}
 
         def alarm(key: str, m: cw.IMetric, threshold: float, description: str) -> None:
             a = m.create_alarm(
-                self, key, alarm_name=f"{prefix}-{key}", threshold=threshold, evaluation_periods=1, alarm_description=description,
+                self,
+                key,
+                alarm_name=f"{prefix}-{key}",
+                threshold=threshold,
+                evaluation_periods=1,
+                alarm_description=description,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             )
@@ -65,7 +76,12 @@ class RunObservability(Construct):
             alarm(f"FunctionErrors{i}", function.metric_errors(statistic="Sum", period=Duration.minutes(5)), 1,
                   "a relaytrain worker invocation failed")
         if budget_usd is not None:
-            alarm("BudgetWarning", metric("CostUsd"), round(0.8 * budget_usd, 6), f"accrued cost reached 80 % of the budget ({budget_usd} USD)")
+            alarm(
+                "BudgetWarning",
+                metric("CostUsd"),
+                round(0.8 * budget_usd, 6),
+                f"accrued cost reached 80 % of the budget ({budget_usd} USD)",
+            )
             alarm("BudgetReached", metric("CostUsd"), budget_usd, f"accrued cost reached the budget ({budget_usd} USD)")
 
         self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=dashboard_name)
@@ -73,7 +89,11 @@ class RunObservability(Construct):
             cw.GraphWidget(title="Loss", left=[metric("Loss")], width=8),
             cw.GraphWidget(
                 title="Tokens/s",
-                left=[cw.MathExpression(expression="RATE(tokens)", using_metrics={"tokens": metric("Tokens")}, label="tokens/s")],
+                left=[
+                    cw.MathExpression(
+                        expression="RATE(tokens)", using_metrics={"tokens": metric("Tokens")}, label="tokens/s"
+                    )
+                ],
                 width=8,
             ),
             cw.GraphWidget(title="Accrued cost (USD)", left=[metric("CostUsd")], width=8),
@@ -84,8 +104,16 @@ class RunObservability(Construct):
             cw.AlarmStatusWidget(
                 title="Alarms",
                 alarms=[
-                    cw.Alarm.from_alarm_arn(self, f"{key}Ref", Stack.of(self).format_arn(
-                        service="cloudwatch", resource="alarm", resource_name=f"{prefix}-{key}", arn_format=ArnFormat.COLON_RESOURCE_NAME))
+                    cw.Alarm.from_alarm_arn(
+                        self,
+                        f"{key}Ref",
+                        Stack.of(self).format_arn(
+                            service="cloudwatch",
+                            resource="alarm",
+                            resource_name=f"{prefix}-{key}",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        ),
+                    )
                     for key in self.alarms
                 ],
                 width=12,

@@ -10,11 +10,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
-from relaytrain_runtime import RelayError
 
 from relaytrain.aws import nag
 from relaytrain.aws.constructs.core import lambda_task, log_group, logged_state_machine
 from relaytrain.plan import sfn as sfn_accounting
+from relaytrain_runtime import RelayError
 
 HANDLER = "relaytrain_runtime.handlers.aws_lambda.handler"  # the image CMD; `op` in the event picks the operation
 
@@ -55,7 +55,9 @@ class StageFunction(Construct):
         if access_point is not None and not mount_path.startswith("/mnt/"):
             raise RelayError(f"StageFunction: mount_path {mount_path!r} must be under /mnt/ (a Lambda rule)")
         self.log_group = log_group(self, "Logs")
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description or None)
+        self.role = iam.Role(
+            self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description or None
+        )
         self.log_group.grant_write(self.role)
         env = dict(environment or {})
         if access_point is not None:
@@ -91,8 +93,11 @@ class StageFunction(Construct):
             nag.checkov_skip(self.function, "CKV_AWS_117", "reaches only public AWS endpoints (S3, CloudWatch, X-Ray) "
                              "with IAM over TLS; a VPC would add NAT or interface endpoints and protect nothing more")
         if vpc is not None:
-            nag.ack(self.role, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]",
-                    "the AWS policy grants only the network-interface actions Lambda needs to join the VPC (EFS cache)")
+            nag.ack(
+                self.role,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]",
+                "the AWS policy grants only the network-interface actions Lambda needs to join the VPC (EFS cache)",
+            )
 
 
 
@@ -132,7 +137,9 @@ class LambdaStepTrainer(Construct):
     ) -> None:
         super().__init__(scope, id)
         if (function is None) == (not stage_props):
-            raise RelayError("LambdaStepTrainer: pass an existing function or StageFunction props (code, memory_mb, ...), not both")
+            raise RelayError(
+                "LambdaStepTrainer: pass an existing function or StageFunction props (code, memory_mb, ...), not both"
+            )
         if legs_per_execution is None:  # as many as the 25,000-event history holds (relaytrain.plan.sfn)
             legs_per_execution = sfn_accounting.legs_per_execution(retries)
         if legs_per_execution < 1:
@@ -142,7 +149,9 @@ class LambdaStepTrainer(Construct):
             stage_props.setdefault("reserved_concurrency", 1)  # one leg of a run at a time
             stage_props.setdefault("timeout_s", function_timeout_s)
             function_timeout_s = stage_props["timeout_s"]
-            self.stage = StageFunction(self, "Stage", description="relaytrain step trainer (one leg per invocation)", **stage_props)
+            self.stage = StageFunction(
+                self, "Stage", description="relaytrain step trainer (one leg per invocation)", **stage_props
+            )
             function = self.stage.function
         self.function = function
 
@@ -201,12 +210,19 @@ class LambdaStepTrainer(Construct):
         if budget_usd is not None:
             after.when(
                 sfn.Condition.number_greater_than_equals("$.last.cost_usd", budget_usd),
-                sfn.Fail(self, "BudgetExhausted", error="BudgetExhausted", cause=f"accrued cost reached the budget of {budget_usd} USD"),
+                sfn.Fail(
+                    self,
+                    "BudgetExhausted",
+                    error="BudgetExhausted",
+                    cause=f"accrued cost reached the budget of {budget_usd} USD",
+                ),
             )
         after.when(sfn.Condition.number_greater_than_equals("$.execution_legs", legs_per_execution), hop)
         after.otherwise(leg)
 
-        check = sfn.Choice(self, "LegOk?").when(sfn.Condition.is_present("$.leg.status.error"), refused).otherwise(count)
+        check = (
+            sfn.Choice(self, "LegOk?").when(sfn.Condition.is_present("$.leg.status.error"), refused).otherwise(count)
+        )
         leg.next(check)
         count.next(metrics)
         metrics.next(after)
