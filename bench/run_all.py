@@ -25,6 +25,12 @@ BENCH = pathlib.Path(__file__).resolve().parent
 QUICK: dict[str, list[str]] = {
     "blueprints_plan_accuracy": [],  # the README demo blueprint: plan, calibrate, a real local run
     "cloud_startup": ["--repeat", "1"],
+    "data_batch": ["--batches", "5", "--steps", "0"],  # batch assembly only (a gpt2-small step takes minutes on CPU)
+    "data_prepare": ["--mb", "0.5", "--rounds", "1"],
+    "gpu_node": ["--smoke"],  # tiny shapes on whatever device; the real command runs on a GPU machine
+    "models_coldstart": ["--presets", "tiny-gpt", "--repeat", "1"],
+    "models_finetune": ["--preset", "tiny-llama", "--steps", "1", "--loop-preset", "tiny-llama", "--loop-steps", "2",
+                        "--rounds", "1"],
     "cloud_store": ["--preset", "tiny-gpt", "--repeat", "1"],
     "runtime_checkpoint": ["--preset", "tiny-gpt", "--repeat", "1"],
     "runtime_import": ["--repeat", "1"],

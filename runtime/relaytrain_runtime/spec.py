@@ -30,6 +30,16 @@ BASE_DTYPES = ("float32", "bfloat16")  # lora: the frozen base's dtype
 Problem = tuple[str, str]  # (field, message)
 
 
+def settings_problems(cls, data: dict) -> list[Problem]:
+    """The problems of a settings mapping for `cls` (RunSpec, ShardsConfig), unknown fields included; [] when
+    `cls.from_dict` accepts it."""
+    try:
+        cls.from_dict(data)
+    except SpecError as exc:
+        return exc.problems
+    return []
+
+
 @dataclass(frozen=True)
 class RunSpec:
     preset: str = "tiny-gpt"
@@ -137,14 +147,7 @@ class RunSpec:
              lambda: self.base_dtype not in BASE_DTYPES[1:] or self.finetune == "lora", "finetune")
         return out
 
-    @classmethod
-    def check(cls, data: dict) -> list[Problem]:
-        """The problems of a spec given as a mapping (unknown fields included); [] when `from_dict` accepts it."""
-        try:
-            cls.from_dict(data)
-        except SpecError as exc:
-            return exc.problems
-        return []
+    check = classmethod(settings_problems)  # the (field, message) pairs of a mapping
 
     @property
     def model(self):

@@ -45,7 +45,7 @@ def test_cdk_app_entry_point_matches_relaytrain_synth(aws_templates, tmp_path):
     app = json.loads((ROOT / "cdk.json").read_text())["app"]
     assert app == "python3 -m relaytrain.aws.app"
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},  # no moto session leaking in
         "CDK_OUTDIR": str(tmp_path),
         "CDK_CONTEXT_JSON": json.dumps({"blueprint": "blueprints/tiny-gpt-lambda-steps.yaml"}),
     }

@@ -20,7 +20,8 @@ SHARDS_BP = "name: shards-run\ncloud: gcp\ntopology: function-shards\n"
 
 
 def test_training_is_the_run_spec_field_for_field():
-    spec_fields = {f.name: f.default for f in dataclasses.fields(RunSpec)}
+    spec_fields = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                   for f in dataclasses.fields(RunSpec)}
     assert {name: f.default for name, f in Training.model_fields.items()} == spec_fields
     assert Training().run_spec() == RunSpec()
 
@@ -39,18 +40,18 @@ def test_a_field_appended_to_a_settings_dataclass_is_in_the_derived_schema_and_c
 
     @dataclasses.dataclass(frozen=True)
     class Extended(RunSpec):
-        eval_every: int = 0
+        new_knob: int = 0
 
         def problems(self):
             out = super().problems()
-            if isinstance(self.eval_every, int) and self.eval_every < 0:
-                out.append(("eval_every", f"must be >= 0, got {self.eval_every}"))
+            if isinstance(self.new_knob, int) and self.new_knob < 0:
+                out.append(("new_knob", f"must be >= 0, got {self.new_knob}"))
             return out
 
     model = create_model("ExtendedTraining", **settings_fields(Extended))
-    assert model.model_fields["eval_every"].default == 0 and model.model_fields["eval_every"].annotation is int
-    assert Extended.check({"eval_every": -1}) == [("eval_every", "must be >= 0, got -1")]
-    assert Extended.check({"eval_every": True})[0][0] == "eval_every"  # type check from the annotation
+    assert model.model_fields["new_knob"].default == 0 and model.model_fields["new_knob"].annotation is int
+    assert Extended.check({"new_knob": -1}) == [("new_knob", "must be >= 0, got -1")]
+    assert Extended.check({"new_knob": True})[0][0] == "new_knob"  # type check from the annotation
 
 
 @pytest.mark.parametrize(("field", "value", "text"), [

@@ -216,7 +216,7 @@ def test_validate_and_synth_print_json(tmp_path):
     assert valid.returncode == 0, valid.stderr
     assert json.loads(valid.stdout) == {"valid": [{"file": str(AWS_STEPS), "name": "tiny-gpt-lambda-steps",
                                                    "topology": "lambda-steps", "cloud": "aws",
-                                                   "region": "us-east-1"}], "problems": []}
+                                                   "region": "us-east-1", "warnings": []}], "problems": []}
     synth = relaytrain("synth", str(GCP_NODE), "--out", str(tmp_path), "--json")
     assert synth.returncode == 0, synth.stderr
     written = json.loads(synth.stdout)

@@ -158,14 +158,14 @@ class Placed(torch.Tensor):
 
 @pytest.fixture
 def model_inputs(monkeypatch):
-    """Every call of the GPT's forward, as (training?, were all its inputs moved to the model's device?).
+    """Every call of the model's forward, as (training?, were all its inputs moved to the model's device?).
 
     On a CPU-only machine the host and the model's device are one, so a missing transfer cannot
     fail by itself; here a token tensor counts as on the device only if it went through `.to(device)`
     (it then carries the `Placed` type), which is exactly what a GPU needs."""
-    from relaytrain_runtime.model import GPT
+    from relaytrain_runtime.model import LanguageModel
 
-    real_to, real_forward = torch.Tensor.to, GPT.forward
+    real_to, real_forward = torch.Tensor.to, LanguageModel.forward
     calls: list[tuple[bool, bool]] = []
 
     def to(self, *args, **kwargs):
@@ -180,7 +180,7 @@ def model_inputs(monkeypatch):
         return real_forward(self, *plain)
 
     monkeypatch.setattr(torch.Tensor, "to", to)
-    monkeypatch.setattr(GPT, "forward", forward)
+    monkeypatch.setattr(LanguageModel, "forward", forward)
     return calls
 
 

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.contract.keys import SHARDS_CONFIG_KEY as CONFIG_KEY
-from relaytrain_runtime.spec import Problem, SpecError, choices, field_type_problems, field_types
+from relaytrain_runtime.spec import Problem, SpecError, choices, field_type_problems, field_types, settings_problems
 from relaytrain_runtime.store import NotFound, Store
 
 MAX_SHARDS = 1000  # a Step Functions inline Map runs 40 at once, Cloud Workflows parallel steps allow more
@@ -116,14 +116,7 @@ class ShardsConfig:
         hints = field_types(cls)
         return cls(**{k: float(v) if hints[k] is float and type(v) is int else v for k, v in data.items()})
 
-    @classmethod
-    def check(cls, data: dict) -> list[Problem]:
-        """The problems of a config given as a mapping (unknown fields included); [] when `from_dict` accepts it."""
-        try:
-            cls.from_dict(data)
-        except SpecError as exc:
-            return exc.problems
-        return []
+    check = classmethod(settings_problems)  # the (field, message) pairs of a mapping
 
 
 def init_config(store: Store, config: ShardsConfig) -> None:
