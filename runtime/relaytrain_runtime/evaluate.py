@@ -12,6 +12,7 @@ from __future__ import annotations
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.contract.events import field
 from relaytrain_runtime.contract.records import EvalRecord, perplexity, write_eval
+from relaytrain_runtime.store.confine import worker_cache_dir
 
 SPLITS = ("val", "train")
 
@@ -48,4 +49,4 @@ def evaluate_checkpoint(store_url: str, gen: int | None = None, batches: int | N
 def evaluate_op(event: dict, deadline: float) -> dict:
     return evaluate_checkpoint(event["store"], field(event, "gen", int, minimum=1),
                                field(event, "batches", int, minimum=1), field(event, "split", str, "val"),
-                               field(event, "cache_dir", str))
+                               worker_cache_dir(field(event, "cache_dir", str)))

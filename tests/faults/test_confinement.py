@@ -102,3 +102,25 @@ def test_allowed_file_source_under_the_prefix_is_read(tmp_path, monkeypatch):
     outside = _preprocess_plan(f"file://{tmp_path}", f"file://{tmp_path}/ds2", suffix=".txt")
     assert "outside this deployment's source prefix" in outside["error"]["message"]
     assert json.loads(open_store(f"file://{tmp_path}/ds").read("data/tokenizer.json"))
+
+
+def test_an_events_cache_dir_is_confined_to_the_deployments(tmp_path, monkeypatch):
+    """A worker caches dataset shards where its deployment says (RELAYTRAIN_CACHE_DIR); an event may name a
+    directory only below it, never elsewhere, and never with dot segments: a structured error, no shard written."""
+    from relaytrain_runtime.store.confine import CACHE_DIR_ENV, worker_cache_dir
+
+    deployed = tmp_path / "efs"
+    monkeypatch.setenv(CACHE_DIR_ENV, str(deployed))
+    assert worker_cache_dir(None) == str(deployed)
+    assert worker_cache_dir(str(deployed / "run1")) == str(deployed / "run1")
+    for asked in (str(tmp_path / "elsewhere"), "/etc", str(deployed / ".." / "x")):
+        with pytest.raises(StoreError):
+            worker_cache_dir(asked)
+    store = f"file://{tmp_path / 'run'}"
+    for op in ("leg", "shard", "evaluate"):
+        event = {"op": op, "store": store, "cache_dir": str(tmp_path / "elsewhere"), "round": 0, "shard": 0}
+        out = run_op(event, time.time() + 60)
+        assert out["error"]["type"] in ("StoreError", "BadEvent") and "cache" in out["error"]["message"], (op, out)
+    assert not (tmp_path / "elsewhere").exists()
+    monkeypatch.delenv(CACHE_DIR_ENV)
+    assert worker_cache_dir(str(tmp_path / "local")) == str(tmp_path / "local")  # local runs: no deployment cache

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import importlib
 import math
-import os
 import time
 
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.contract.events import BadEvent, check_value, error, field, settings_field
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
+from relaytrain_runtime.store.confine import worker_cache_dir
 
 OPS: dict[str, str] = {
     "leg": "relaytrain_runtime.handlers.ops:leg_op",
@@ -80,7 +80,7 @@ def leg_op(event: dict, deadline: float) -> dict:
         max_steps=field(event, "max_steps", int, minimum=1),
         spec=settings_field(event, "spec", RunSpec),
         cost_per_second=field(event, "cost_per_second", (int, float), 0.0, minimum=0),
-        cache_dir=field(event, "cache_dir", str) or os.environ.get("RELAYTRAIN_CACHE_DIR") or None,
+        cache_dir=worker_cache_dir(field(event, "cache_dir", str)),
     )
     from relaytrain_runtime.leg import run_leg  # torch: only once the event is known to be good
 

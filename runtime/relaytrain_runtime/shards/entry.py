@@ -15,10 +15,9 @@ it into {"error": {...}}.
 
 from __future__ import annotations
 
-import os
-
 from relaytrain_runtime.contract.events import BadEvent, check_value, field, settings_field
 from relaytrain_runtime.spec import RunSpec
+from relaytrain_runtime.store.confine import worker_cache_dir
 
 
 def _open(event: dict):
@@ -48,7 +47,7 @@ def shard_op(event: dict, deadline: float | None = None) -> dict:
     rnd = field(event, "round", int, required=True, minimum=0)
     shard = field(event, "shard", int, required=True, minimum=0)
     shards = field(event, "shards", int, minimum=1)
-    cache_dir = field(event, "cache_dir", str) or os.environ.get("RELAYTRAIN_CACHE_DIR") or None
+    cache_dir = worker_cache_dir(field(event, "cache_dir", str))
     run = _open(event)
     if shards is not None and shards != run.config.shards:
         raise BadEvent(f"shard event: shards={shards} but the run in {run.store.url} has {run.config.shards} "

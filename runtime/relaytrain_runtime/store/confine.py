@@ -52,6 +52,23 @@ def check_dir(path: str | os.PathLike, what: str = "cache directory") -> str:
     return text
 
 
+CACHE_DIR_ENV = "RELAYTRAIN_CACHE_DIR"  # the deployment's dataset cache (an EFS mount, the function's /tmp)
+
+
+def worker_cache_dir(asked: str | None) -> str | None:
+    """The cache directory a worker uses for an event that asks for `asked`: the deployment's
+    (RELAYTRAIN_CACHE_DIR) by default; a directory the event names only below the deployment's, or anywhere
+    (without dot segments) where the deployment configured none (local runs)."""
+    configured = os.environ.get(CACHE_DIR_ENV) or None
+    if not asked:
+        return configured
+    check_dir(asked)
+    if configured is not None and not within(asked, configured):
+        raise StoreError(f"cache directory {asked!r} is outside this deployment's cache {configured!r} "
+                         f"({CACHE_DIR_ENV}); leave cache_dir out of the event or name a directory below it")
+    return asked
+
+
 def within(url: str, prefix: str) -> bool:
     """True if `url` is `prefix` or below it, segment by segment (s3://b/raw does not contain s3://b/rawx)."""
     a, b = urlparse(url), urlparse(prefix)
