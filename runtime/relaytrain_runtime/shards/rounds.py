@@ -289,7 +289,15 @@ def commit_round(run: Run, rnd: int, baton: str, *, cost_per_second: float = 0.0
         pos = _position(run, engine.meta.to_dict() if parent else None)
         return {"status": "done" if pos["done"] else "stale", "round": rnd, **pos}
     t_assemble = time.perf_counter()
-    vector, info = Exchange(run.store, _round(run, rnd, baton), run.config.dtype).assemble()
+    try:
+        vector, info = Exchange(run.store, _round(run, rnd, baton), run.config.dtype).assemble()
+    except ExchangeError:
+        # two reducers that both saw every piece reduced race to commit; the winner sweeps the round's objects
+        # while the other assembles: that one lost the race, it did not fail
+        pos = _position(run, run.baton.latest(verify=False))
+        if pos["done"] or pos["current_round"] > rnd:
+            return {"status": "lost_race", "round": rnd, **pos}
+        raise
     comm_s = time.perf_counter() - t_assemble
 
     model, optimizer, spec = engine.model, engine.optimizer, run.spec
