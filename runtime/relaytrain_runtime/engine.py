@@ -34,7 +34,7 @@ from relaytrain_runtime import determinism, distributed
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.contract.metrics import write_records
 from relaytrain_runtime.contract.records import EvalRecord, TrainingMeta, WorkerStatus, perplexity, write_eval
-from relaytrain_runtime.data import Dataset, batch, ensure_dataset, open_dataset
+from relaytrain_runtime.data import Dataset, batch, ensure_dataset, open_dataset, position
 from relaytrain_runtime.model import model_tensors
 from relaytrain_runtime.precision import Precision, enable_tf32, node_throughput
 from relaytrain_runtime.report.logline import commit_log_line
@@ -425,6 +425,7 @@ class Engine:
             meta.val_loss = meta.perplexity = None
         now = time.time()
         meta.done = meta.step >= spec.steps
+        meta.data = position(spec, meta.step, self.dataset)
         meta.cost_usd += extra_cost_usd + self.cost_per_second * (now - self._cost_since + cost_reserve_s)
         self._cost_since = now + cost_reserve_s
         window = self.step_times[-TIMINGS_WINDOW:]
@@ -477,6 +478,7 @@ class Engine:
         policy.begin(self)
         if self.finished:
             self.status.status, self.status.done = "done", True
+            self.status.data = position(self.spec, self.meta.step, self.dataset)
             return self.status
         if self.worker.lead:  # a store that cannot take this worker's checkpoint fails now, not after training
             self.baton.check_writable(self.spec.model.param_count() * 4 * 3)
@@ -499,6 +501,7 @@ class Engine:
         self.status.done = done and self.status.status == "done"
         self.status.step, self.status.loss, self.status.tokens = self.meta.step, self.meta.loss, self.meta.tokens
         self.status.cost_usd, self.status.leg_steps = self.meta.cost_usd, self.meta.step - self.step0
+        self.status.data = position(self.spec, self.meta.step, self.dataset)
         if self.status.leg_steps:
             self.status.throughput = node_throughput(self.spec, self.status.leg_steps, self.status.seconds["train"],
                                                      self.worker.world, self.worker.device, self.amp.name)
