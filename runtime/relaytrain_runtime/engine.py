@@ -36,11 +36,12 @@ from relaytrain_runtime.contract.metrics import write_records
 from relaytrain_runtime.contract.records import EvalRecord, TrainingMeta, WorkerStatus, perplexity, write_eval
 from relaytrain_runtime.data import Dataset, batch, ensure_dataset, open_dataset, position
 from relaytrain_runtime.model import model_tensors
-from relaytrain_runtime.precision import Precision, enable_tf32, node_throughput
+from relaytrain_runtime.precision import Precision, device_gpu, enable_tf32, node_throughput
 from relaytrain_runtime.report.logline import commit_log_line
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.speed import Prefetcher, compile_model
 from relaytrain_runtime.store import Store, open_store
+from relaytrain_runtime.throughput import flops_per_token, mfu, peak_flops
 from relaytrain_runtime.train import apply_update, build, evaluate, forward_backward, lr_at, restore
 from relaytrain_runtime.train import make_optimizer as make_adamw
 
@@ -194,6 +195,9 @@ class Engine:
         self.threads = determinism.configure(threads, deterministic=self.spec.deterministic)
         self.amp = Precision.for_run(self.spec, self.worker.device)  # autocast and the fp16 gradient scaler
         enable_tf32(self.worker.device)
+        # each train record's MFU: the run's FLOPs per token (LoRA's differ) over the device's peak (None: unknown)
+        self.flops_per_token = flops_per_token(self.spec.model, self.spec.sequence_length, self.spec)
+        self.peak_flops = peak_flops(device_gpu(self.worker.device), self.amp.name)
         self.cache_dir = cache_dir
         self._dataset: Dataset | None = None
         self.records: list[dict] = []  # metrics of the steps since the last commit (written with it)
@@ -339,6 +343,9 @@ class Engine:
         record = {"kind": "train", "step": step + 1, "loss": loss, "lr": lr_at(spec, step), "grad_norm": grad_norm,
                   "tokens": self.meta.tokens, "tokens_per_s": spec.tokens_per_step / step_s if step_s else None,
                   "step_s": step_s, "data_s": t_data - t0, "compute_s": t_compute - t_data}
+        if step_s and self.peak_flops:  # where the device's peak is known
+            rate = spec.tokens_per_step / step_s
+            record["mfu"] = round(mfu(rate, self.flops_per_token, self.peak_flops, self.worker.world), 4)
         if self.worker.world > 1:
             record["comm_s"] = t_end - t_compute  # the loss all-reduce; DDP's gradient all-reduce overlaps backward
         self.records.append(record)
