@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 import pytest
-
 from relaytrain_runtime.baton import SHARDED_FORMAT, Baton
 from relaytrain_runtime.store import open_store
+
 from tests.fixtures.runs import TINY_SPEC, new_run
 
 STEPS, CUT = 6, 3

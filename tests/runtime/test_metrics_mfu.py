@@ -2,7 +2,6 @@
 spec (LoRA trains fewer FLOPs per token than a full fine-tune of the same model)."""
 
 import pytest
-
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.contract.metrics import read_stream
 from relaytrain_runtime.leg import run_leg
