@@ -476,7 +476,7 @@ class Baton:
             "weights_sha256": weights_sha256,
             **{k: meta.get(k) for k in ("step", "tokens", "loss", "done", "cost_usd", "rng", "spec_digest")},
             **{k: meta[k] for k in ("val_loss", "perplexity") if meta.get(k) is not None},  # evaluated commits
-            "data": {"next_step": meta.get("step")},
+            "data": {"next_step": meta.get("step"), **(meta.get("data") or {})},  # + epoch, position, tokens_seen
             "save_seconds": round(save_seconds, 4), **extra,
         }
         self.hooks.before_manifest(self, gen)

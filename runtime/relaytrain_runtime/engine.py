@@ -19,7 +19,9 @@ Killing the worker at any instant loses at most the steps since its last commit.
 from __future__ import annotations
 
 import os
+import pathlib
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -28,17 +30,21 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from relaytrain_runtime import determinism
+from relaytrain_runtime import determinism, distributed
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.contract.metrics import write_records
 from relaytrain_runtime.contract.records import EvalRecord, TrainingMeta, WorkerStatus, perplexity, write_eval
-from relaytrain_runtime.data import Dataset, batch, ensure_dataset, open_dataset
+from relaytrain_runtime.data import Dataset, batch, ensure_dataset, open_dataset, position
 from relaytrain_runtime.model import model_tensors
-from relaytrain_runtime.precision import Precision, enable_tf32, node_throughput
+from relaytrain_runtime.precision import Precision, device_gpu, enable_tf32, node_throughput
 from relaytrain_runtime.report.logline import COMMIT_LOG_ENV, commit_log_line
 from relaytrain_runtime.spec import RunSpec
+from relaytrain_runtime.speed import Prefetcher, compile_model
 from relaytrain_runtime.store import Store, open_store
+from relaytrain_runtime.throughput import flops_per_token, mfu, peak_flops
 from relaytrain_runtime.train import apply_update, build, evaluate, forward_backward, lr_at, restore
+from relaytrain_runtime.train import make_optimizer as make_adamw
+from relaytrain_runtime.train import make_optimizer as make_run_optimizer
 
 TIMINGS_WINDOW = 50  # steps averaged into the checkpoint's step time (the next leg's first estimate)
 
@@ -83,6 +89,14 @@ class Worker:
     def put(self, tensors: dict) -> dict:
         """A batch on this worker's device."""
         return {k: v.to(self.device, non_blocking=True) for k, v in tensors.items()}
+
+    def share(self, obj):
+        """The lead's `obj` on every rank."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def all_max(self, values: list[float]) -> list[float]:
         """Element-wise max over ranks (every rank gets the same answer)."""
@@ -171,7 +185,7 @@ class Engine:
                  on_step: Callable[[int, float], None] | None = None, baton: Baton | None = None):
         self.t_enter = time.time()
         self.worker = worker or Worker()
-        self.leg_id = leg_id
+        self.leg_id = self.worker.share(leg_id)  # one id for the ranks' one commit (each writes its own shards)
         self.cost_per_second = cost_per_second
         self.on_step = on_step
         self.store = store_url if isinstance(store_url, Store) else open_store(store_url)
@@ -182,6 +196,9 @@ class Engine:
         self.threads = determinism.configure(threads, deterministic=self.spec.deterministic)
         self.amp = Precision.for_run(self.spec, self.worker.device)  # autocast and the fp16 gradient scaler
         enable_tf32(self.worker.device)
+        # each train record's MFU: the run's FLOPs per token (LoRA's differ) over the device's peak (None: unknown)
+        self.flops_per_token = flops_per_token(self.spec.model, self.spec.sequence_length, self.spec)
+        self.peak_flops = peak_flops(device_gpu(self.worker.device), self.amp.name)
         self.cache_dir = cache_dir
         self._dataset: Dataset | None = None
         self.records: list[dict] = []  # metrics of the steps since the last commit (written with it)
@@ -220,7 +237,9 @@ class Engine:
                 commit = self.baton.manifest(picked[0])
                 state = self.baton.load(commit)
         with BUILD_LOCK:
-            if make_optimizer is None:
+            if make_optimizer is None and (self.spec.parallelism == "fsdp" or (state and "sharded" in state)):
+                self.model, self.optimizer = self._build_distributed(state)
+            elif make_optimizer is None:
                 self.model, self.optimizer = build(self.spec, state, store=self.store)
             else:
                 self.model, _ = build(self.spec, store=self.store)
@@ -228,6 +247,12 @@ class Engine:
                 if state is not None:
                     restore(self.model, self.optimizer, state)
         self.model.to(self.worker.device)
+        if make_optimizer is None and self.worker.device.type == "cuda" and not distributed.is_sharded(self.model):
+            # AdamW picks its kernel by its parameters' device (train.adamw_kernel): made again now that they are
+            # on the GPU, it is the fused one; its state (restored on the host) follows the parameters
+            on_device = make_run_optimizer(self.model, self.spec)
+            on_device.load_state_dict(self.optimizer.state_dict())
+            self.optimizer = on_device
         optimizer_to(self.optimizer, self.worker.device)
         self.meta = TrainingMeta(spec_digest=self.spec.digest())
         if state is not None:
@@ -236,13 +261,34 @@ class Engine:
             self.amp.load_state_dict(self.meta.scaler)
         self.commit_record, self.gen = commit, commit["gen"] if commit else 0
         self.step0 = self.meta.step
-        self.trainer = (torch.nn.parallel.DistributedDataParallel(self.model) if self.worker.world > 1
-                        else self.model)
+        self.trainer = self.model if distributed.is_sharded(self.model) else (
+            torch.nn.parallel.DistributedDataParallel(self.model) if self.worker.world > 1 else self.model)
+        if self.spec.compile:  # self.model stays the uncompiled module: state dicts and evaluation use it
+            self.trainer = compile_model(self.trainer, self.cache_dir)
         self.status = WorkerStatus(
             status="ok", done=self.meta.done, step=self.meta.step, gen=self.gen, loss=self.meta.loss,
             tokens=self.meta.tokens, cost_usd=self.meta.cost_usd, leg_steps=0, leg_id=self.leg_id,
             store=self.store.url, warnings=self.baton.warnings,
             seconds={"load": round(time.time() - self.t_enter, 3), "train": 0.0, "save": 0.0})
+
+    def _build_distributed(self, state: dict | None) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        """`parallelism: fsdp` (or a sharded checkpoint): the model on the device, wrapped in FSDP2 when there is a
+        process group, its optimizer over the wrapped parameters, then any checkpoint loaded into it (a DCP one
+        resharded onto this world size, a plain one through full state dicts)."""
+        device = self.worker.device
+        model, _ = build(self.spec, store=self.store)
+        model = model.to(device)
+        if self.spec.parallelism == "fsdp":  # DDP wraps below, after the optimizer, as for a plain checkpoint
+            model = distributed.wrap_model(model, "fsdp", device, self.worker.world)
+        optimizer = make_adamw(model, self.spec)
+        if state is not None:
+            distributed.load_state(model, optimizer, self.spec, self.baton, state, self.staging)
+        return model, optimizer
+
+    @property
+    def staging(self) -> pathlib.Path:
+        """A local folder for a sharded checkpoint's files on their way to or from the store."""
+        return pathlib.Path(self.cache_dir or tempfile.gettempdir()) / "staging"
 
     @property
     def run_name(self) -> str:
@@ -273,11 +319,25 @@ class Engine:
         apply_update(self.model, optimizer, self.spec, step, amp=self.amp)
         return loss
 
-    def step(self) -> float:
-        """One optimizer step on this rank's slice of the global batch of step `meta.step`."""
+    def batches(self) -> Prefetcher | None:
+        """On a GPU, this rank's batches from `meta.step` on, each built and copied while the step before it
+        runs (`speed.Prefetcher`); None elsewhere (`step` builds its batch itself, as a leg always has)."""
+        if self.worker.device.type != "cuda":
+            return None
+        rank, world = self.worker.rank, self.worker.world
+        return Prefetcher(lambda step: batch(self.spec, step, rank, world, self.dataset), self.worker.device,
+                          start=self.meta.step, stop=self.spec.steps)
+
+    def step(self, batches: Prefetcher | None = None) -> float:
+        """One optimizer step on this rank's slice of the global batch of step `meta.step` (from `batches`
+        when given)."""
         spec, step = self.spec, self.meta.step
         t0 = time.perf_counter()
-        b = self.batch(step)
+        if batches is None:
+            b = self.batch(step)
+        else:
+            prepared, b = next(batches)
+            assert prepared == step, (prepared, step)
         t_data = time.perf_counter()
         loss = forward_backward(self.trainer, spec, b, amp=self.amp)
         grad_norm = apply_update(self.model, self.optimizer, spec, step, amp=self.amp)
@@ -290,6 +350,9 @@ class Engine:
         record = {"kind": "train", "step": step + 1, "loss": loss, "lr": lr_at(spec, step), "grad_norm": grad_norm,
                   "tokens": self.meta.tokens, "tokens_per_s": spec.tokens_per_step / step_s if step_s else None,
                   "step_s": step_s, "data_s": t_data - t0, "compute_s": t_compute - t_data}
+        if step_s and self.peak_flops:  # where the device's peak is known
+            rate = spec.tokens_per_step / step_s
+            record["mfu"] = round(mfu(rate, self.flops_per_token, self.peak_flops, self.worker.world), 4)
         if self.worker.world > 1:
             record["comm_s"] = t_end - t_compute  # the loss all-reduce; DDP's gradient all-reduce overlaps backward
         self.records.append(record)
@@ -327,16 +390,47 @@ class Engine:
 
     def commit(self, *, cost_reserve_s: float = 0.0, extra_cost_usd: float = 0.0) -> bool:
         """Commit the current state (the lead rank writes; every rank learns the outcome). False when
-        another worker committed this gen first (the race is lost; nothing of ours remains)."""
+        another worker committed this gen first (the race is lost; nothing of ours remains). An FSDP
+        model commits on every rank: each evaluates (a collective forward) and writes its own shards."""
         t0 = time.time()
-        won = True
-        if self.worker.lead:
-            won = self._commit_lead(cost_reserve_s, extra_cost_usd)
-        won = self.worker.agree(won)
+        if distributed.is_sharded(self.model):
+            won = self._commit_sharded(cost_reserve_s, extra_cost_usd)
+        else:
+            won = self._commit_lead(cost_reserve_s, extra_cost_usd) if self.worker.lead else True
+            won = self.worker.agree(won)
         self.status.seconds["save"] = round(self.status.seconds["save"] + time.time() - t0, 3)
         return won
 
     def _commit_lead(self, cost_reserve_s: float, extra_cost_usd: float) -> bool:
+        evaluated, gen = self._close_meta(cost_reserve_s, extra_cost_usd)
+        stream_key = write_records(self.store, gen, self.leg_id, self.records)  # before the manifest
+        state = {"weights": to_cpu(dict(model_tensors(self.model))), "optimizer": to_cpu(self.optimizer.state_dict()),
+                 "meta": self.meta.to_dict()}
+        new = self.baton.commit(self.gen, state, leg_id=self.leg_id, gen=gen)
+        if new is None:
+            self.store.delete(stream_key)  # a lost race leaves nothing of ours, like its checkpoint objects
+            return False
+        self._committed(new, evaluated)
+        return True
+
+    def _commit_sharded(self, cost_reserve_s: float, extra_cost_usd: float) -> bool:
+        evaluated, gen = self._close_meta(cost_reserve_s, extra_cost_usd)
+        stream_key = write_records(self.store, gen, self.leg_id, self.records) if self.worker.lead else None
+        new = distributed.save_sharded(self.baton, self.gen, self.model, self.optimizer, self.meta.to_dict(),
+                                       self.leg_id, self.staging)  # manifest last, create-only, by rank 0
+        if new is None:
+            if stream_key:
+                self.store.delete(stream_key)
+            return False
+        if self.worker.lead:
+            self._committed(new, evaluated)
+        else:
+            self.records, self.gen, self.commit_record = [], new["gen"], new
+        return True
+
+    def _close_meta(self, cost_reserve_s: float, extra_cost_usd: float) -> tuple[bool, int | None]:
+        """Evaluate if due and complete the meta of the commit about to be written. Returns (evaluated, the gen
+        the commit takes: the lead's; None on other ranks, which do not write the meta)."""
         meta, spec = self.meta, self.spec
         evaluated = self.eval_due()
         if evaluated:
@@ -345,6 +439,7 @@ class Engine:
             meta.val_loss = meta.perplexity = None
         now = time.time()
         meta.done = meta.step >= spec.steps
+        meta.data = position(spec, meta.step, self.dataset)
         meta.cost_usd += extra_cost_usd + self.cost_per_second * (now - self._cost_since + cost_reserve_s)
         self._cost_since = now + cost_reserve_s
         window = self.step_times[-TIMINGS_WINDOW:]
@@ -354,13 +449,11 @@ class Engine:
         if evaluated and (meta.best_val_loss is None or meta.val_loss < meta.best_val_loss):
             meta.best_gen, meta.best_val_loss = gen, meta.val_loss
         meta.rng, meta.scaler = determinism.capture_rng(), self.amp.state_dict()
-        stream_key = write_records(self.store, gen, self.leg_id, self.records)  # before the manifest
-        state = {"weights": to_cpu(dict(model_tensors(self.model))), "optimizer": to_cpu(self.optimizer.state_dict()),
-                 "meta": meta.to_dict()}
-        new = self.baton.commit(self.gen, state, leg_id=self.leg_id, gen=gen)
-        if new is None:
-            self.store.delete(stream_key)  # a lost race leaves nothing of ours, like its checkpoint objects
-            return False
+        return evaluated, gen
+
+    def _committed(self, new: dict, evaluated: bool) -> None:
+        """The lead, after its commit won: log it, record its evaluation, prune."""
+        meta, spec = self.meta, self.spec
         if os.environ.get(COMMIT_LOG_ENV) == "1":  # GCP workers: Cloud Logging turns it into run metrics
             line = commit_log_line(new, self.records, run=self.run_name, worker=self.leg_id)
             print(line, file=sys.stderr, flush=True)
@@ -373,9 +466,25 @@ class Engine:
                                               weights_sha256=new["weights_sha256"]))
             self.status.val_loss, self.status.perplexity = meta.val_loss, meta.perplexity
         self.baton.prune(spec.keep_last, protect={meta.best_gen} if meta.best_gen else set())
-        return True
 
     # --------------------------------------------------------------------------------------- run
+
+    def train(self, policy: Policy, batches: Prefetcher | None) -> int:
+        """Steps until done or the policy stops, committing on its say. Returns the commits made."""
+        commits = 0
+        while not self.finished and (policy.max_steps is None or self.meta.step - self.step0 < policy.max_steps):
+            if policy.stop_before(self):
+                break
+            self.step(batches)
+            action = policy.after_step(self)
+            if action == "stop":
+                break
+            if action == "commit" and not self.finished:
+                if not self.commit():
+                    self.status.status = "lost_race"
+                    break
+                commits += 1
+        return commits
 
     def run(self, policy: Policy) -> WorkerStatus:
         """Resume, train until the policy stops, commit on its say and at the end, return the status
@@ -385,23 +494,17 @@ class Engine:
         policy.begin(self)
         if self.finished:
             self.status.status, self.status.done = "done", True
+            self.status.data = position(self.spec, self.meta.step, self.dataset)
             return self.status
         if self.worker.lead:  # a store that cannot take this worker's checkpoint fails now, not after training
             self.baton.check_writable(self.spec.model.param_count() * 4 * 3)
-        commits = 0
         t_train = time.time()
-        while not self.finished and (policy.max_steps is None or self.meta.step - self.step0 < policy.max_steps):
-            if policy.stop_before(self):
-                break
-            self.step()
-            action = policy.after_step(self)
-            if action == "stop":
-                break
-            if action == "commit" and not self.finished:
-                if not self.commit():
-                    self.status.status = "lost_race"
-                    break
-                commits += 1
+        batches = self.batches()
+        try:
+            commits = self.train(policy, batches)
+        finally:
+            if batches is not None:
+                batches.close()
         self.status.seconds["train"] = round(time.time() - t_train, 3)
         if self.status.status != "lost_race" and self.meta.step > self.step0:
             if self.commit(cost_reserve_s=policy.cost_reserve_s(self)):
@@ -414,6 +517,7 @@ class Engine:
         self.status.done = done and self.status.status == "done"
         self.status.step, self.status.loss, self.status.tokens = self.meta.step, self.meta.loss, self.meta.tokens
         self.status.cost_usd, self.status.leg_steps = self.meta.cost_usd, self.meta.step - self.step0
+        self.status.data = position(self.spec, self.meta.step, self.dataset)
         if self.status.leg_steps:
             self.status.throughput = node_throughput(self.spec, self.status.leg_steps, self.status.seconds["train"],
                                                      self.worker.world, self.worker.device, self.amp.name)

@@ -101,10 +101,16 @@ class Precision:
 def node_throughput(spec, steps: int, seconds: float, world: int, device: torch.device, precision: str) -> dict:
     """Tokens/s, MFU and peak GPU memory of `steps` optimizer steps trained in `seconds` by `world` processes
     (for a node status and the run's metrics; see relaytrain_runtime.throughput.measure)."""
-    from relaytrain_runtime.throughput import gpu_of_device_name, measure
+    from relaytrain_runtime.throughput import measure
 
     cuda = device.type == "cuda"
     return measure(tokens=steps * spec.tokens_per_step, seconds=seconds, model=spec.model,
-                   seq_len=spec.sequence_length, world=world,
-                   gpu=gpu_of_device_name(torch.cuda.get_device_name(device)) if cuda else None, precision=precision,
-                   peak_memory_bytes=torch.cuda.max_memory_allocated(device) if cuda else None)
+                   seq_len=spec.sequence_length, world=world, gpu=device_gpu(device), precision=precision,
+                   peak_memory_bytes=torch.cuda.max_memory_allocated(device) if cuda else None, spec=spec)
+
+
+def device_gpu(device: torch.device) -> str | None:
+    """The throughput table's GPU for a device (None on CPU or an unlisted GPU)."""
+    from relaytrain_runtime.throughput import gpu_of_device_name
+
+    return gpu_of_device_name(torch.cuda.get_device_name(device)) if device.type == "cuda" else None

@@ -4,6 +4,7 @@ Pure Python (no torch import): the kit's planner uses the same FLOPs-per-token a
 
     flops_per_token(model_config, seq_len)       # 6 x params (matmuls) + 12 x layers x d_model x seq (attention)
     peak_flops("H100", "bf16-mixed")             # dense peak of one GPU for a precision (None when unknown)
+    mfu(tokens_per_s, flops_per_token, peak, world)   # one step's MFU (each train record of the metrics)
     measure(...)                                 # the numbers a node status and its metrics carry
 
 FLOPs per token follow the PaLM paper's appendix B (position embeddings excluded). Peaks are NVIDIA's
@@ -72,13 +73,19 @@ def peak_flops(gpu: str | None, precision: str) -> float | None:
     return row.get("tf32", row["fp32"])
 
 
+def mfu(tokens_per_s: float, flops_per_token_: float, peak: float | None, world: int) -> float | None:
+    """Model FLOPs utilisation of `world` devices of dense peak `peak` training `tokens_per_s` (all devices
+    together) at `flops_per_token_`; None where the peak is unknown (CPU, an unlisted GPU)."""
+    return tokens_per_s * flops_per_token_ / (peak * world) if peak and world else None
+
+
 def measure(*, tokens: int, seconds: float, model, seq_len: int, world: int, gpu: str | None, precision: str,
-            peak_memory_bytes: int | None = None) -> dict:
+            peak_memory_bytes: int | None = None, spec=None) -> dict:
     """Throughput of `tokens` trained in `seconds` by `world` devices of kind `gpu`: tokens/s (all devices),
-    MFU (None where the device's peak is unknown, e.g. CPU) and the peak GPU memory of this process in GiB."""
+    MFU (None where the device's peak is unknown, e.g. CPU; the run's `spec` counts LoRA's FLOPs) and the peak
+    GPU memory of this process in GiB."""
     rate = tokens / seconds if seconds > 0 else 0.0
-    peak = peak_flops(gpu, precision)
-    mfu = rate * flops_per_token(model, seq_len) / (peak * world) if peak and world else None
-    return {"tokens_per_s": round(rate, 1), "mfu": None if mfu is None else round(mfu, 4), "gpu": gpu,
+    mfu_ = mfu(rate, flops_per_token(model, seq_len, spec), peak_flops(gpu, precision), world)
+    return {"tokens_per_s": round(rate, 1), "mfu": None if mfu_ is None else round(mfu_, 4), "gpu": gpu,
             "precision": precision,
             "peak_memory_gib": None if peak_memory_bytes is None else round(peak_memory_bytes / 1024**3, 3)}

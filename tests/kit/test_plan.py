@@ -130,3 +130,17 @@ def test_calibrate_measures_real_steps_and_the_plan_uses_them(tmp_path):
     data = json.loads(proc.stdout)
     assert data["devices"].startswith("calibrated")
     assert data["worker_flops"] == pytest.approx(saved["cpu_flops_per_vcpu"] * 3538 / 1769)
+
+
+def test_plan_reports_the_epochs_its_steps_cover_when_the_token_count_is_known(stdlib_dataset):
+    from relaytrain_runtime.data import read_manifest
+    from relaytrain_runtime.store import open_store
+
+    url = f"file://{stdlib_dataset}"
+    train = sum(s["tokens"] for s in read_manifest(open_store(url))["splits"]["train"])
+    training = "training: {preset: tiny-gpt, steps: 400, batch_size: 8, seq_len: 64"
+    known = plan(loads(f"name: demo-run\ncloud: aws\ntopology: gpu-node\n{training}, dataset: '{url}'}}\n"))
+    assert known.epochs == pytest.approx(400 * 8 / (train // 64))  # samples drawn / windows in the train split
+    assert any(f"{known.epochs:.3f} epoch(s)" in note for note in known.notes)
+    unknown = plan(loads(f"name: demo-run\ncloud: aws\ntopology: gpu-node\n{training}}}\n"))  # stdlib: not built
+    assert unknown.epochs is None and any("epochs unknown" in note for note in unknown.notes)

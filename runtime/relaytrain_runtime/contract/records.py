@@ -171,6 +171,7 @@ class TrainingMeta(Record):
     shards_round: int | None = _f(int, None, nullable=True, minimum=0)  # function shards: next round
     shards_parent_baton: str | None = _f(str, None, nullable=True)
     scaler: dict | None = _f(dict, None, nullable=True)  # fp16-mixed: the gradient scaler's state
+    data: dict | None = _f(dict, None, nullable=True)  # {epoch, position, tokens_seen}: data.position
 
     def to_dict(self) -> dict:
         return {k: v for k, v in super().to_dict().items() if v is not None or k in ("loss", "rng", "spec_digest")}
@@ -208,6 +209,7 @@ class WorkerStatus(Record):
     commits: int | None = _f(int, None, nullable=True)
     stopped_by: str | None = _f(str, None, nullable=True)
     throughput: dict | None = _f(dict, None, nullable=True)  # tokens/s, MFU, peak memory (precision.node_throughput)
+    data: dict | None = _f(dict, None, nullable=True)  # {epoch, position, tokens_seen} after `step`
 
     STATUSES = ("ok", "done", "lost_race")
 

@@ -53,6 +53,7 @@ def run_status(run: RunView, budget_usd: float | None = None) -> dict:
     return {
         "store": run.store_url, "preset": spec.preset, "steps": spec.steps, "step": step, "done": done,
         "epoch": round(tokens / run.dataset_tokens, 4) if run.dataset_tokens else None,
+        "data": _data_position(commit),
         "tokens": tokens, "loss": _finite(commit.get("loss")), "lr": last.get("lr"), "grad_norm": last.get("grad_norm"),
         "val_loss": _finite(val.get("val_loss")), "val_step": val.get("step"),
         "perplexity": _finite(val.get("perplexity")),
@@ -65,6 +66,12 @@ def run_status(run: RunView, budget_usd: float | None = None) -> dict:
         "latest_checkpoint": None if gen is None else {
             "gen": gen, "manifest": commit_key(gen), "weights_sha256": commit.get("weights_sha256")},
     }
+
+
+def _data_position(commit: dict) -> dict | None:
+    """{epoch, position, tokens_seen} as the commit recorded it (commits since data positions were recorded)."""
+    data = commit.get("data") or {}
+    return {k: data[k] for k in ("epoch", "position", "tokens_seen")} if "epoch" in data else None
 
 
 def duration(seconds: float | None) -> str:
@@ -99,6 +106,8 @@ def format_status(s: dict) -> str:
     if s["val_loss"] is not None:
         val = f"{s['val_loss']:.4f} (step {s['val_step']}, ppl {_num(s['perplexity'], '.2f')})"
     epoch = "" if s["epoch"] is None else f"  epoch {s['epoch']:.3f}"
+    if s["data"]:
+        epoch = f"  epoch {s['data']['epoch']} (window {s['data']['position']:,})"
     rate = "-" if s["tokens_per_s"] is None else f"{s['tokens_per_s']:,.1f} ({s['rate_source']})"
     ckpt = s["latest_checkpoint"]
     lines = [

@@ -65,10 +65,26 @@ class Plan:
     fits_budget: bool | None = None
     notes: list[str] = field(default_factory=list)
     devices: str = ""
+    epochs: float | None = None  # passes over the train split the steps take; None: its token count is unknown
     prices_as_of: str = prices.AS_OF
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _epochs(spec) -> float | None:
+    """How many epochs the run's steps cover, when the train split's token count is known without building or
+    fetching anything: a prepared dataset on this machine (its manifest). None for stdlib and remote datasets."""
+    from relaytrain_runtime.data import DataError, epochs, read_manifest
+    from relaytrain_runtime.store import StoreError, open_store
+
+    if spec.dataset == "stdlib" or ("://" in spec.dataset and not spec.dataset.startswith("file://")):
+        return None
+    try:
+        manifest = read_manifest(open_store(spec.dataset))
+        return epochs(spec, sum(int(shard["tokens"]) for shard in manifest["splits"]["train"]))
+    except (DataError, StoreError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _line(plan: Plan, item: str, quantity: float, key: str) -> None:
@@ -86,6 +102,10 @@ def plan(bp: Blueprint, devices: D.Devices | None = None, hours: float | None = 
                   "", 0.0, 0.0, 0.0, budget_usd=bp.budget_usd, devices=devices.source)
     {"lambda-steps": _lambda_steps, "function-shards": _function_shards, "gpu-node": _gpu_node,
      "hybrid": _hybrid}[bp.topology](result, bp, spec, devices, hours)
+    result.epochs = _epochs(spec)
+    result.notes.append(f"data: the steps cover {result.epochs:.3f} epoch(s) of the train split" if result.epochs
+                        is not None else "data: epochs unknown (the train split's token count is read from a "
+                        "prepared dataset on this machine; stdlib is built at init, a remote one is not read)")
     result.total_usd = sum(line.usd for line in result.lines)
     if bp.budget_usd is not None:
         result.fits_budget = result.total_usd <= bp.budget_usd
