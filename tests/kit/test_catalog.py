@@ -4,13 +4,17 @@ writes (save_pretrained; nothing downloaded). The hybrid plan charges what the p
 
 import json
 import math
+import shutil
+import subprocess
+import sys
 
 import pytest
 
 from relaytrain.blueprint import catalog_files, load
-from relaytrain.cli import main
 from relaytrain.plan import plan
+from relaytrain.plan.report import usd
 from relaytrain_runtime.contract.keys import BASE_PREFIX, CKPT_PREFIX, EVAL_PREFIX, SPEC_KEY
+from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
 from tests.fixtures.pretrained import write_pretrained
 
@@ -52,25 +56,23 @@ def _bytes(store, prefix: str, name: str) -> list[int]:
 
 
 @pytest.mark.parametrize("twin", TWINS)
-def test_tiny_twin_runs_end_to_end_from_a_pretrained_directory(twin, twin_root, stdlib_dataset, tmp_path,
-                                                               monkeypatch, capsys):
-    import shutil
-
+def test_tiny_twin_runs_end_to_end_from_a_pretrained_directory(twin, twin_root, stdlib_dataset, tmp_path):
     shutil.copytree(stdlib_dataset / "data", tmp_path / "store" / "data")
     store_url = f"file://{tmp_path}/store"
-    monkeypatch.chdir(twin_root)
-    assert main(["run", str(CATALOG[twin]), "--local", "--store", store_url, "--json"]) == 0
-    captured = capsys.readouterr()
-    summary = json.loads(captured.out)
+    proc = subprocess.run([sys.executable, "-m", "relaytrain", "run", str(CATALOG[twin]), "--local", "--store",
+                           store_url, "--json"], check=False, cwd=twin_root, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
     bp = load(CATALOG[twin])
     assert summary.get("done") is True or summary.get("status") == "done"
     assert summary["step"] == bp.training.steps
     assert math.isfinite(summary["val_loss"]) and summary["val_loss"] > 0
-    assert summary["cloud_cost_usd"] > 0 and "total" in captured.err  # the local runner prints the bill
+    assert summary["cloud_cost_usd"] > 0 and usd(summary["cloud_cost_usd"]) in proc.stderr  # the bill is printed
 
     store = open_store(store_url)
-    spec = json.loads(store.read(SPEC_KEY))
-    assert spec["init_sha256"] and spec["finetune"] == bp.training.finetune
+    spec = RunSpec.from_json(store.read(SPEC_KEY))
+    assert spec.init_sha256 and spec.finetune == bp.training.finetune
     base = _bytes(store, BASE_PREFIX, "model.safetensors")
     weights = _bytes(store, CKPT_PREFIX, "weights.safetensors")
     assert len(base) == 1 and weights  # the base stored once, by digest; checkpoints committed
