@@ -26,9 +26,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from relaytrain.worker import functions_payload, spec_payload
+from relaytrain.localrun.process import read_json, runtime
+from relaytrain.worker import functions_payload, run_spec, spec_flags, spec_payload
 from relaytrain.worker import round_deadline_s as worker_round_deadline_s
 from relaytrain_runtime import RelayError
+from relaytrain_runtime.contract.keys import SPEC_KEY
 
 POLL_S = 0.01
 
@@ -124,6 +126,15 @@ def _blueprint_settings(blueprint) -> tuple[dict, dict]:
         raise ShardsRunError(f"blueprint {getattr(blueprint, 'name', '?')!r} has topology "
                              f"{getattr(blueprint, 'topology', None)!r}; the shards runner needs function-shards")
     return spec_payload(blueprint), functions_payload(blueprint)
+
+
+def _prepared(blueprint, store_url: str, training: dict) -> dict:
+    """A pretrained start is prepared by the runtime's `init` (its base stored once, by digest; the shards'
+    status op refuses an unprepared one); the shards then get the spec as stored."""
+    if not training.get("init_from"):
+        return training
+    runtime("init", ["--store", store_url, *spec_flags(run_spec(blueprint))], threads=1, capture=True)
+    return read_json(store_url, SPEC_KEY)
 
 
 class _Pool:
@@ -239,6 +250,7 @@ def run_local(blueprint, store_url: str, *, max_rounds: int | None = None, paral
     model). Returns a summary dict (seconds are function-seconds).
     """
     training, functions = _blueprint_settings(blueprint)
+    training = _prepared(blueprint, store_url, training)
     K = functions["shards"]
     deadline = round_deadline_s or worker_round_deadline_s(blueprint)
     log = log or (lambda *_: None)

@@ -262,6 +262,9 @@ def _gpu_node(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> Non
 
 
 def _hybrid(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> None:
+    """Preprocess fan-out, then the node (which checkpoints, and evaluates itself every `eval_every` steps),
+    then one evaluation Lambda scoring the final checkpoint after the node stops (what the pipeline runs:
+    relaytrain.aws.constructs.hybrid), its time added to the wall time."""
     pre, ev = bp.preprocess, bp.evaluate
     pre_vcpu = lambda_vcpu(pre.memory_mb)
     pre_s = plan.tokens / (D.PREPROCESS_TOKENS_PER_VCPU_S * pre_vcpu)
@@ -269,20 +272,21 @@ def _hybrid(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours) -> None:
     fanout = min(objects, pre.max_concurrency or L.LAMBDA_CONCURRENCY)
     pre_wall = pre_s / fanout + D.COLD_START_S["lambda"]
     wall = _node_hours(plan, bp, spec, devices, hours)
+    saves = max(1, int(wall // bp.gpu.checkpoint_every_s))
     ev_vcpu = lambda_vcpu(ev.memory_mb)
-    evals = max(1, int(wall // bp.gpu.checkpoint_every_s))
     ev_tokens = spec.eval_batches * spec.tokens_per_step
     ev_s = (D.COLD_START_S["lambda"] + 4 * plan.params / D.STORE_BYTES_PER_S["lambda"]
             + ev_tokens * flops_per_token(spec.model, spec.sequence_length) / 3
             / (ev_vcpu * devices.cpu_flops_per_vcpu))
     plan.workers += f"; preprocess {fanout} x Lambda {pre.memory_mb} MB; evaluate Lambda {ev.memory_mb} MB"
-    plan.wall_s = wall + pre_wall
+    plan.wall_s = pre_wall + wall + ev_s
     plan.notes.append(f"preprocess ~{plan.tokens / 1e6:,.0f}M tokens in {objects} object(s) (~{pre_wall:.0f} s wall); "
-                      f"{evals} evaluation(s) of ~{ev_s:.0f} s each overlap training")
+                      f"one evaluation of the final checkpoint after training (~{ev_s:.0f} s, in the wall time)"
+                      + (f"; the node evaluates every {spec.eval_every} steps itself" if spec.eval_every else ""))
     _line(plan, "Lambda compute, preprocess", (pre_s + objects * D.COLD_START_S["lambda"]) * pre.memory_mb / 1024,
           f"lambda.gb_s.{pre.architecture}")
-    _line(plan, "Lambda compute, evaluate", evals * ev_s * ev.memory_mb / 1024, f"lambda.gb_s.{ev.architecture}")
-    _line(plan, "Lambda requests", objects + evals, "lambda.request")
-    _line(plan, "Step Functions transitions", 2 * objects + 3 * evals + 10, "sfn.transition")
+    _line(plan, "Lambda compute, evaluate", ev_s * ev.memory_mb / 1024, f"lambda.gb_s.{ev.architecture}")
+    _line(plan, "Lambda requests", objects + 1, "lambda.request")
+    _line(plan, "Step Functions transitions", 2 * objects + 3 + 10, "sfn.transition")
     ckpt_objects = CHECKPOINT_OBJECTS + _parts(checkpoint_bytes(spec.model, spec))
-    _storage(plan, bp, spec, plan.wall_s, evals * ckpt_objects + 2 * objects, evals * 3 + objects, evals)
+    _storage(plan, bp, spec, plan.wall_s, saves * ckpt_objects + 2 * objects, CHECKPOINT_OBJECTS + objects, 1)
