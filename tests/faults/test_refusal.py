@@ -190,3 +190,23 @@ def test_records_of_a_real_leg_validate(tiny_run):
     record = read_eval(store, status["gen"])
     assert record.loss == status["val_loss"] and math.isclose(record.perplexity, math.exp(record.loss))
     assert record.weights_sha256 == status["weights_sha256"] and record.batches == 2
+
+
+def test_a_spec_that_cannot_fit_the_functions_memory_is_refused_before_it_is_persisted(tmp_path):
+    """A handler initialising a run from its event's spec applies the memory-fit check blueprint validation
+    uses: gpt2-small at micro-batch 8 x 1024 in a 512 MB Lambda is refused with the numbers, nothing written;
+    at micro-batch 2 over 8 function shards of 16 GiB it passes."""
+    import time
+
+    from relaytrain_runtime.handlers.ops import _refuse_what_cannot_fit, run_op
+    from relaytrain_runtime.memory import GIB
+
+    spec = {"preset": "gpt2-small", "steps": 10, "batch_size": 8, "seq_len": 1024}
+    store = tmp_path / "run"
+    out = run_op({"op": "leg", "store": f"file://{store}", "spec": spec}, time.time() + 60, 0.0,
+                 memory_bytes=512 * 2**20)
+    assert out["error"]["type"] == "RelayError" and "training needs" in out["error"]["message"]
+    assert "0.5 GiB" in out["error"]["message"] and "micro_batch_size" in out["error"]["message"]
+    assert not store.exists()  # refused before anything was persisted
+    fits = {"spec": {**spec, "batch_size": 64, "micro_batch_size": 2}, "functions": {"shards": 8}}
+    _refuse_what_cannot_fit(fits, 16 * GIB)

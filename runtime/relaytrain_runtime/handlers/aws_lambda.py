@@ -40,4 +40,4 @@ def handler(event, context):
     except BadEvent as exc:
         return error(exc, None)  # the deployment's mistake, named as the deployment set it
     arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
-    return run_op(event, deadline, lambda_cost_per_second(memory_mb, arch))
+    return run_op(event, deadline, lambda_cost_per_second(memory_mb, arch), memory_bytes=memory_mb * 2**20)

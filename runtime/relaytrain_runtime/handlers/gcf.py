@@ -40,8 +40,8 @@ def _env_float(name: str, default: float, minimum: float = 0.0) -> float:
     return value
 
 
-def settings() -> tuple[float, float]:
-    """(seconds an invocation may use, cost per second) of this function, from its environment."""
+def settings() -> tuple[float, float, float]:
+    """(seconds an invocation may use, cost per second, memory bytes) of this function, from its environment."""
     timeout = _env_float("RELAYTRAIN_TIMEOUT_S", DEFAULT_TIMEOUT_S, minimum=1.0)
     timeout -= _env_float("RELAYTRAIN_MARGIN_S", 5.0)
     vcpu = _env_float("RELAYTRAIN_VCPU", 1.0)
@@ -51,16 +51,16 @@ def settings() -> tuple[float, float]:
         cost = gcf_cost_per_second(vcpu, memory, billing)
     except ValueError as exc:
         raise BadEvent(f"environment variable RELAYTRAIN_BILLING: {exc}") from None
-    return timeout, cost
+    return timeout, cost, memory * 2**30
 
 
 def handle(event, started: float) -> tuple[dict, int]:
     """The JSON result and HTTP status for one event that arrived at `started`."""
     try:
-        budget, cost = settings()
+        budget, cost, memory_bytes = settings()
     except BadEvent as exc:
         return error(exc, None), 500  # a deployment mistake, not the caller's
-    result = run_op(event, started + budget, cost)
+    result = run_op(event, started + budget, cost, memory_bytes=memory_bytes)
     return result, 400 if "error" in result else 200
 
 

@@ -52,8 +52,9 @@ def resolve(op: str):
     return fn
 
 
-def run_op(event, deadline: float, cost_per_second: float = 0.0) -> dict:
-    """Validate `event`, run its op before `deadline`, and return the op's JSON result."""
+def run_op(event, deadline: float, cost_per_second: float = 0.0, memory_bytes: float | None = None) -> dict:
+    """Validate `event`, run its op before `deadline`, and return the op's JSON result. `memory_bytes` (the
+    function's memory): a spec the event would persist must fit it (relaytrain_runtime.memory)."""
     op = None
     try:
         if not isinstance(event, dict):
@@ -66,9 +67,22 @@ def run_op(event, deadline: float, cost_per_second: float = 0.0) -> dict:
             raise BadEvent("no time left for this invocation (deadline already passed); raise the timeout")
         check_value("cost_per_second", cost_per_second, (float, int), minimum=0, where="the handler's price")
         fn = resolve(op)
+        if memory_bytes is not None and isinstance(event.get("spec"), dict):
+            _refuse_what_cannot_fit(event, memory_bytes)
         return fn({**event, "op": op, "cost_per_second": float(cost_per_second)}, deadline)
     except RelayError as exc:
         return error(exc, op)
+
+
+def _refuse_what_cannot_fit(event: dict, memory_bytes: float) -> None:
+    """Before a spec in the event is persisted (a run initialised on first use), refuse one that cannot train in
+    this worker's memory: the same estimate blueprint validation applies."""
+    from relaytrain_runtime.memory import refuse_if_it_cannot_fit
+    from relaytrain_runtime.spec import RunSpec
+
+    functions = event.get("functions") if isinstance(event.get("functions"), dict) else {}
+    shards = functions.get("shards") if isinstance(functions.get("shards"), int) else 1
+    refuse_if_it_cannot_fit(RunSpec.from_dict(event["spec"]), memory_bytes, shards)
 
 
 def leg_op(event: dict, deadline: float) -> dict:
