@@ -176,6 +176,16 @@ def check_manifest(raw: bytes, gen: int) -> dict:
     return commit
 
 
+def _is_prepared_form(stored: RunSpec, asked: RunSpec) -> bool:
+    """Whether `stored` is what preparing the pretrained start `asked` wrote (pretrained.prepare_spec fills in the
+    base's digest and the full shape read from the directory instead of a preset, and spells a local path as its
+    file:// URL); every other field must be equal."""
+    filled = ("init_sha256", "model_shape", "init_from", "preset")
+    same = all(v == stored.to_dict().get(k) for k, v in asked.to_dict().items() if k not in filled)
+    where = asked.init_from if "://" in asked.init_from else None
+    return same and bool(stored.init_sha256) and (where is None or stored.init_from == where)
+
+
 def _both_nan(a, b) -> bool:
     return isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
 
@@ -248,7 +258,10 @@ class Baton:
         self.store.check()
         if spec.init_from and not spec.init_sha256:
             # a worker never copies a pretrained base from a location an event names: the operator's
-            # `relaytrain init --init-from` (pretrained.prepare_spec) stores it under base/ first
+            # `relaytrain init --init-from` (pretrained.prepare_spec) stores it under base/ first. A worker
+            # handed the blueprint's (unprepared) spec of a run prepared so continues that run.
+            if self.store.exists(SPEC_KEY) and _is_prepared_form(self.spec(), spec):
+                return False
             raise RelayError(f"{self.store.url}: a pretrained start ({spec.init_from}) must be prepared first: run "
                              "`relaytrain init --store URL --init-from DIR ...` (it stores the base once, by digest)")
         if self.store.create(SPEC_KEY, spec.to_json().encode()):

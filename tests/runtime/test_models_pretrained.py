@@ -159,3 +159,28 @@ def test_bad_directories_are_one_line_and_write_nothing(tmp_path, stdlib_dataset
     proc = _cli("init", "--store", f"file://{store}", "--init-from", str(src), "--steps", "3", *extra)
     _one_line_error(proc, *needles)
     assert not store.exists() or not any(p.is_file() for p in store.rglob("*"))
+
+
+def test_a_prepared_run_accepts_the_workers_unprepared_spec_and_nothing_else(pretrained_run, pretrained_dirs):
+    """The operator prepares a pretrained start (`relaytrain init --init-from`); the deployed workers are handed
+    the blueprint's spec, which has no base digest yet: that run continues. A spec that differs in any other
+    field, or names another model, is refused, and nothing of a base is ever copied from the event's path."""
+    from relaytrain_runtime import RelayError
+    from relaytrain_runtime.baton import Baton
+    from relaytrain_runtime.contract.keys import BASE_PREFIX
+    from relaytrain_runtime.spec import RunSpec
+    from relaytrain_runtime.store import open_store
+    from tests.fixtures.pretrained import PRETRAINED_RUN
+
+    src = pretrained_dirs["single"]
+    url = pretrained_run(src, "prepared")
+    store = open_store(url)
+    bases = sorted(store.list(BASE_PREFIX))
+    as_blueprint = RunSpec(init_from=f"file://{src}", **PRETRAINED_RUN)
+    assert Baton(store).init(as_blueprint) is False  # the prepared run, continued
+    assert run_leg(url, spec=as_blueprint.to_dict(), max_steps=1)["leg_steps"] == 1
+    for other in (RunSpec(init_from=f"file://{src}", **{**PRETRAINED_RUN, "lr": 0.5}),
+                  RunSpec(init_from=f"file://{pretrained_dirs['sharded']}", **PRETRAINED_RUN)):
+        with pytest.raises(RelayError, match="must be prepared first"):
+            Baton(store).init(other)
+    assert sorted(store.list(BASE_PREFIX)) == bases
