@@ -352,7 +352,7 @@ class Engine:
                   "step_s": step_s, "data_s": t_data - t0, "compute_s": t_compute - t_data}
         if step_s and self.peak_flops:  # where the device's peak is known
             rate = spec.tokens_per_step / step_s
-            record["mfu"] = round(mfu(rate, self.flops_per_token, self.peak_flops, self.worker.world), 4)
+            record["mfu"] = mfu(rate, self.flops_per_token, self.peak_flops, self.worker.world)  # unrounded
         if self.worker.world > 1:
             record["comm_s"] = t_end - t_compute  # the loss all-reduce; DDP's gradient all-reduce overlaps backward
         self.records.append(record)
