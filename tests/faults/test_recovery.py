@@ -19,6 +19,7 @@ from relaytrain_runtime.baton import PAUSE_ENV, Baton, Hooks
 from relaytrain_runtime.contract.keys import commit_key
 from relaytrain_runtime.leg import run_leg
 from relaytrain_runtime.store import StoreError, open_store
+from tests.fixtures.runs import cli, one_line_error
 
 LEG_STEPS = 4
 
@@ -30,19 +31,7 @@ def _state(step: int) -> dict:
             "meta": {"step": step, "tokens": step * 8, "loss": 1.0 / step, "done": False, "cost_usd": 0.0, "rng": {}}}
 
 
-def _cli(*args, kit=False):
-    module = "relaytrain" if kit else "relaytrain_runtime"
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
-
-
-def _one_line_error(proc, *needles):
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("relaytrain: warning:")]
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+_cli, _one_line_error = cli, one_line_error  # the shared helpers (tests/fixtures/runs.py)
 
 
 # --------------------------------------------------------------------------- killed workers

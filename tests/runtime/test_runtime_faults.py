@@ -2,28 +2,15 @@
 moments: tests/faults/test_recovery.py.)"""
 
 import json
-import subprocess
-import sys
 
 from relaytrain_runtime.leg import run_leg
 from relaytrain_runtime.store import open_store
+from tests.fixtures.runs import cli, one_line_error
 
 LEG_STEPS = 4
 
 
-def _cli(*args, kit=False):
-    module = "relaytrain" if kit else "relaytrain_runtime"
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
-
-
-def _one_line_error(proc, *needles):
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("relaytrain: warning:")]
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+_cli, _one_line_error = cli, one_line_error  # the shared helpers (tests/fixtures/runs.py)
 
 
 def test_unknown_preset_is_one_line_and_writes_nothing(tmp_path):
