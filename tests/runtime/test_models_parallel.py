@@ -6,14 +6,12 @@ import json
 import subprocess
 import sys
 
-import pytest
+import peft  # noqa: F401 (a runtime dependency: a missing one must fail, not skip)
 
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.leg import run_leg
 from relaytrain_runtime.store import open_store
 from tests.fixtures.shards import bitwise_equal, drive, rel_diff, weights
-
-pytest.importorskip("peft")
 
 LORA = dict(finetune="lora", batch_size=8, steps=4)
 

@@ -8,8 +8,10 @@ import shutil
 import subprocess
 import sys
 
+import peft
 import pytest
 import torch
+import transformers  # runtime dependencies: a missing one must fail, not skip
 
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.baton import Baton
@@ -20,9 +22,6 @@ from relaytrain_runtime.presets import get_preset
 from relaytrain_runtime.store import open_store
 from relaytrain_runtime.train import build, evaluate
 from tests.fixtures.pretrained import write_pretrained
-
-transformers = pytest.importorskip("transformers")
-peft = pytest.importorskip("peft")
 
 
 def _cli(*args):

@@ -5,14 +5,13 @@ import sys
 
 import pytest
 import torch
+import transformers  # a runtime dependency: a missing one must fail, not skip
 
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.data import eval_batch, open_dataset
 from relaytrain_runtime.leg import run_leg
 from relaytrain_runtime.store import open_store
 from relaytrain_runtime.train import build, evaluate, restore
-
-transformers = pytest.importorskip("transformers")
 
 
 @pytest.mark.parametrize("preset,auto", [("tiny-gpt", "AutoModelForCausalLM"), ("tiny-bert", "AutoModelForMaskedLM")])
