@@ -13,21 +13,9 @@ import torch
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.contract.metrics import read_stream
 from relaytrain_runtime.store import open_store
-from tests.fixtures.runs import new_run
+from tests.fixtures.runs import new_run, node_cmd
 
 SPEC = {"preset": "tiny-gpt", "steps": 16, "batch_size": 8, "seq_len": 128, "eval_batches": 2, "keep_last": 2}
-
-
-def node_cmd(url: str, *extra, nproc: int = 1) -> list[str]:
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port",
-                 str(_free_port()), "-m"] if nproc > 1 else [sys.executable, "-m"])
-    return launcher + ["relaytrain_runtime", "node", "--store", url, *extra]
-
-
-def _free_port() -> int:
-    from tests.fixtures.servers import free_port
-
-    return free_port()
 
 
 def init_run(path, dataset_store) -> str:

@@ -7,13 +7,12 @@ The spec and the tolerance are test_gpu_fsdp's (tiny GPT, 6 steps of a global ba
 import json
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 from relaytrain_runtime.baton import SHARDED_FORMAT, Baton
 from relaytrain_runtime.store import open_store
-from tests.fixtures.runs import TINY_SPEC, new_run
+from tests.fixtures.runs import TINY_SPEC, new_run, node_cmd
 
 STEPS, CUT = 6, 3
 SPEC = {**TINY_SPEC, "steps": STEPS, "batch_size": 8, "micro_batch_size": 2, "seq_len": 32}
@@ -22,12 +21,7 @@ TOLERANCE = 1e-5  # test_gpu_fsdp's: ||w - w_ddp|| / ||w_ddp||, float rounding o
 
 def node(url: str, *extra, nproc: int) -> dict:
     """Run `relaytrain_runtime node` (under torchrun when nproc > 1) and return rank 0's status."""
-    from tests.fixtures.servers import free_port
-
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port",
-                 str(free_port()), "-m"] if nproc > 1 else [sys.executable, "-m"])
-    out = subprocess.run(launcher + ["relaytrain_runtime", "node", "--store", url, *extra],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(node_cmd(url, *extra, nproc=nproc), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 

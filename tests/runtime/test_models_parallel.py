@@ -4,13 +4,13 @@ within 1e-5 of one process."""
 
 import json
 import subprocess
-import sys
 
 import peft  # noqa: F401 (a runtime dependency: a missing one must fail, not skip)
 
 from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.leg import run_leg
 from relaytrain_runtime.store import open_store
+from tests.fixtures.runs import node_cmd
 from tests.fixtures.shards import bitwise_equal, drive, rel_diff, weights
 
 LORA = dict(finetune="lora", batch_size=8, steps=4)
@@ -33,15 +33,10 @@ def test_lora_function_shards_equal_one_worker(pretrained_run, pretrained_dirs):
 
 
 def test_lora_ddp_two_ranks_within_1e5_of_one_process(pretrained_run, pretrained_dirs):
-    from tests.fixtures.servers import free_port
-
     src = pretrained_dirs["single"]
     urls = {n: pretrained_run(src, f"node{n}", **LORA) for n in (1, 2)}
     for n, url in urls.items():
-        launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                     str(free_port()), "-m"] if n == 2 else [sys.executable, "-m"])
-        proc = subprocess.run(launcher + ["relaytrain_runtime", "node", "--store", url], capture_output=True,
-                              text=True, timeout=300)
+        proc = subprocess.run(node_cmd(url, nproc=n), capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert json.loads(proc.stdout.strip().splitlines()[-1])["done"]
     assert rel_diff(weights(urls[2]), weights(urls[1])) <= 1e-5
