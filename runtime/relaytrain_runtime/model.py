@@ -28,6 +28,10 @@ class LanguageModel(nn.Module):
         super().__init__()
         self.hf = hf
         self.model_config = cfg
+        # transformers picks a model's loss by its class name; names like GPT2LMHeadModel match none, and each
+        # model then printed a notice and fell back to the causal loss (wrong for a masked model): name it
+        base = hf.get_base_model() if hasattr(hf, "get_base_model") else hf
+        base.loss_type = LOSS_TYPES[cfg.task]
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None):
         out = self.hf(input_ids=input_ids, labels=labels)
@@ -42,7 +46,6 @@ def transformers_config(cfg: ModelConfig, eos_id: int | None = None, pad_id: int
     model_type = kwargs.pop("model_type")
     config = AutoConfig.for_model(model_type, **kwargs)
     config._attn_implementation = "sdpa"
-    config.loss_type = LOSS_TYPES[cfg.task]
     return config
 
 

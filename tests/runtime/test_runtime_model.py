@@ -80,3 +80,23 @@ def test_llama_is_causal_with_grouped_query_attention():
     with torch.no_grad():
         a, b = model(ids)[0], model(changed)[0]
     assert torch.equal(a[:, :10], b[:, :10]) and not torch.equal(a[:, 10:], b[:, 10:])
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt", "tiny-bert", "tiny-llama"])
+def test_the_loss_is_named_for_the_task_and_is_transformers_own(name, capfd):
+    """Each model names its loss function (GPT2LMHeadModel's class name matches none of transformers' and it
+    printed a fallback notice at every leg): the causal loss is the shifted cross entropy, the masked one is not."""
+    import torch.nn.functional as F
+
+    from relaytrain_runtime.model import LOSS_TYPES
+
+    cfg = get_preset(name)
+    model = build_model(cfg, seed=0)
+    assert model.hf.loss_type == LOSS_TYPES[cfg.task]
+    ids = torch.randint(3, 4096, (2, 16), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        logits, loss = model(ids, ids)
+    shift = logits[:, :-1] if cfg.task == "causal" else logits
+    target = ids[:, 1:] if cfg.task == "causal" else ids
+    assert torch.allclose(loss, F.cross_entropy(shift.reshape(-1, shift.shape[-1]).float(), target.reshape(-1)))
+    assert "loss_type" not in capfd.readouterr().err
