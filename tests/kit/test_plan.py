@@ -144,3 +144,23 @@ def test_plan_reports_the_epochs_its_steps_cover_when_the_token_count_is_known(s
     assert any(f"{known.epochs:.3f} epoch(s)" in note for note in known.notes)
     unknown = plan(loads(f"name: demo-run\ncloud: aws\ntopology: gpu-node\n{training}}}\n"))  # stdlib: not built
     assert unknown.epochs is None and any("epochs unknown" in note for note in unknown.notes)
+
+
+def test_function_shards_lora_exchanges_only_the_adapters():
+    """A LoRA run's shards exchange the adapters' gradients (the runtime's model_tensors), not the whole model's."""
+    from relaytrain_runtime.throughput import trainable_params
+
+    text = ("name: demo-run\ncloud: gcp\ntopology: function-shards\n"
+            "functions: {shards: 4, vcpu: 2, memory_gib: 8, timeout_s: 900, sync: gradients}\n"
+            "training: {preset: smollm-135m, steps: 100, batch_size: 8, seq_len: 256%s}\n")
+    full, lora = loads(text % ""), loads(text % ", finetune: lora, lora_rank: 8")
+    model = get_preset("smollm-135m")
+    adapters, every = trainable_params(model, lora.training), model.param_count()
+    assert 0 < adapters < every / 50
+
+    def exchanged(bp) -> str:
+        return next(n for n in plan(bp).notes if "exchange" in n)
+
+    assert f"exchange {adapters * 4 / 1e6:.0f} MB per shard" in exchanged(lora)
+    assert f"exchange {every * 4 / 1e6:.0f} MB per shard" in exchanged(full)
+    assert plan(lora).total_usd < plan(full).total_usd

@@ -21,7 +21,7 @@ from relaytrain.plan import devices as D
 from relaytrain.plan import sfn
 from relaytrain.worker import lambda_vcpu, node_hour_lines, node_hourly_usd, shards_config
 from relaytrain_runtime import RelayError
-from relaytrain_runtime.throughput import flops_per_token  # one formula for the planner and the node
+from relaytrain_runtime.throughput import flops_per_token, trainable_params  # one formula for the planner and the node
 
 MONTH_S = 730 * 3600
 CHECKPOINT_OBJECTS = 5  # weights, optimizer, state, baton manifest, leg status
@@ -190,11 +190,12 @@ def _function_shards(plan: Plan, bp: Blueprint, spec, devices: D.Devices, hours)
     plan.rounds = config.rounds(spec.steps)
     compute_s = plan.flops / plan.rounds / fn.shards / rate  # per shard per round
     p = spec.model.param_count()
-    exchange = p * config.exchange_bytes
+    trained = trainable_params(spec.model, spec)  # LoRA: the adapters are all that is exchanged and optimized
+    exchange = trained * config.exchange_bytes
     bw = D.STORE_BYTES_PER_S["functions"]
-    shard_s = (4 * p + exchange) / bw + compute_s  # read weights, compute, write update
+    shard_s = (4 * p + exchange) / bw + compute_s  # read weights (a LoRA base too), compute, write update
     # read updates + optimizer, commit
-    reduce_s = (fn.shards * exchange + 8 * p + checkpoint_bytes(spec.model, spec)) / bw
+    reduce_s = (fn.shards * exchange + 8 * trained + checkpoint_bytes(spec.model, spec)) / bw
     round_s = D.ROUND_OVERHEAD_S + shard_s + reduce_s
     if shard_s > fn.timeout_s:
         raise RelayError(f"{bp.name}: one round takes a shard ~{shard_s:.0f} s, over functions.timeout_s "
