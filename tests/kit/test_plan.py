@@ -164,3 +164,12 @@ def test_function_shards_lora_exchanges_only_the_adapters():
     assert f"exchange {adapters * 4 / 1e6:.0f} MB per shard" in exchanged(lora)
     assert f"exchange {every * 4 / 1e6:.0f} MB per shard" in exchanged(full)
     assert plan(lora).total_usd < plan(full).total_usd
+
+
+def test_an_unset_precision_is_planned_as_the_gpus_default_mixed_precision():
+    """The runtime trains an unset precision in 16-bit mixed precision on CUDA (docs/GPU.md): so does the plan."""
+    text = "name: demo-run\ncloud: aws\ntopology: gpu-node\ngpu: {instance_type: %s}\ntraining: {steps: 5000%s}\n"
+    for instance, mixed in (("g5.xlarge", "bf16-mixed"), ("p3.2xlarge", "fp16-mixed")):
+        unset, default = plan(loads(text % (instance, ""))), plan(loads(text % (instance, f", precision: {mixed}")))
+        fp32 = plan(loads(text % (instance, ", precision: fp32")))
+        assert unset.train_s == pytest.approx(default.train_s) and unset.train_s < fp32.train_s / 2, instance

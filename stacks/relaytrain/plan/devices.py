@@ -41,9 +41,11 @@ class Devices:
 
     def gpu_rate(self, gpu: str, precision: str) -> float:
         """Sustained FLOP/s of one `gpu` at a precision: its peak for that precision times the MFU measured on a
-        node of that GPU, else the assumed MFU. An unset or fp32 precision keeps the fp32 assumption."""
+        node of that GPU, else the assumed MFU. An unset precision is the runtime's CUDA default, 16-bit mixed
+        (bf16-mixed, or fp16-mixed on GPUs without bf16: the same tensor-core peak); fp32 keeps the fp32 rate."""
+        precision = precision or "bf16-mixed"
         if gpu in self.gpu_mfu:
-            return self.gpu_mfu[gpu] * peak_flops(gpu, precision or "fp32")
+            return self.gpu_mfu[gpu] * peak_flops(gpu, precision)
         if precision in ("bf16-mixed", "fp16-mixed"):
             return MFU * peak_flops(gpu, precision)
         return self.gpu_flops[gpu]
