@@ -33,7 +33,7 @@ ROUND_OVERHEAD_S = 0.5  # workflow step + HTTP invocation per function-shards ro
 class Devices:
     cpu_flops_per_vcpu: float = CPU_FLOPS_PER_VCPU
     gpu_flops: dict[str, float] = field(default_factory=lambda: {k: v * MFU for k, v in GPU_FP32_PEAK.items()})
-    source: str = "defaults (assumed: 40 % of fp32 peak per GPU, 30 GFLOP/s per vCPU)"
+    source: str = "defaults (assumed: 40 % of each GPU's peak at the run's precision, 30 GFLOP/s per vCPU)"
     gpu_mfu: dict[str, float] = field(default_factory=dict)  # measured on a node (`plan --calibrate STATUS`)
 
     def to_dict(self) -> dict:
