@@ -29,6 +29,7 @@ import pulumi_gcp as gcp
 
 from relaytrain.gcp import workflow as wf
 from relaytrain.gcp.source import ENTRY_POINT, PYTHON_RUNTIME, SourceArchive
+from relaytrain_runtime.report.live import MLFLOW_URI_ENV
 from relaytrain_runtime.report.logline import COMMIT_LOG_ENV
 from relaytrain_runtime.report.logline import EVENT as COMMIT_EVENT
 
@@ -268,10 +269,11 @@ class TrainingNetwork(pulumi.ComponentResource):
 
 
 def startup_script(*, checkpoint_every_s: int, nodes: int, gpus_per_node: int = 1, init_args: list[str] = (),
-                   cost_per_second: float = 0.0) -> str:
+                   cost_per_second: float = 0.0, environment: dict[str, str] | None = None) -> str:
     """Boot script: fetch the runtime archive, install it with CUDA torch in a venv, write the
     run spec (`relaytrain-runtime init INIT_ARGS`, idempotent for an identical spec), train,
     accruing `cost_per_second` (the whole job's: every node) into the run, so the budget stop holds.
+    `environment` is exported to the node (relaytrain.worker.node_environment: live MLflow logging).
 
     Runs on every boot, so a stopped (or preempted and restarted) node resumes from the store.
     The store URL, archive URL and node rank come from instance metadata.
@@ -302,7 +304,10 @@ def startup_script(*, checkpoint_every_s: int, nodes: int, gpus_per_node: int = 
         "$VENV/bin/pip install -q -r src/requirements-node.txt",
         "export PYTHONPATH=$ROOT/src",
         f"export {COMMIT_LOG_ENV}=1  # one JSON log line per commit: RunMonitoring's log-based metrics",
-    ] + (["[ \"$RANK\" != 0 ] || $VENV/bin/python -m relaytrain_runtime init --store \"$STORE\" "
+    ] + [f"export {k}={shlex.quote(v)}" for k, v in sorted((environment or {}).items())] + (
+        ["$VENV/bin/pip install -q 'mlflow-skinny>=3'  # live MLflow logging"]
+        if MLFLOW_URI_ENV in (environment or {}) else []) + (
+        ["[ \"$RANK\" != 0 ] || $VENV/bin/python -m relaytrain_runtime init --store \"$STORE\" "
           + " ".join(shlex.quote(a) for a in init_args)] if init_args else []) + [
         launch,
     ]
@@ -325,7 +330,7 @@ class GpuTrainingNode(pulumi.ComponentResource):
                  accelerator_count: int, subnetwork: pulumi.Input[str], labels: dict[str, str], nodes: int = 1,
                  spot: bool = False, external_ip: bool = False, image: str = DLVM_IMAGE, disk_gb: int = 200,
                  checkpoint_every_s: int = 600, init_args: list[str] = (), cost_per_second: float = 0.0,
-                 opts: pulumi.ResourceOptions | None = None):
+                 environment: dict[str, str] | None = None, opts: pulumi.ResourceOptions | None = None):
         super().__init__("relaytrain:gcp:GpuTrainingNode", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.service_account, self.bucket_access, self.source_object = _worker_identity(
@@ -340,7 +345,7 @@ class GpuTrainingNode(pulumi.ComponentResource):
                 provisioning_model="STANDARD", automatic_restart=True, on_host_maintenance="TERMINATE")
         script = startup_script(checkpoint_every_s=checkpoint_every_s, nodes=nodes,
                                 gpus_per_node=accelerator_count, init_args=list(init_args),
-                                cost_per_second=cost_per_second)
+                                cost_per_second=cost_per_second, environment=environment)
         self.instances: list[gcp.compute.Instance] = []
         master: pulumi.Input[str] = "localhost"
         for rank in range(nodes):
