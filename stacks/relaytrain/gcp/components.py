@@ -268,6 +268,44 @@ class TrainingNetwork(pulumi.ComponentResource):
         self.register_outputs({"network": self.network.id, "subnetwork": self.subnetwork.id})
 
 
+NODE_LOG_FILE = "/var/log/relaytrain/node.log"  # the node's stderr, commit lines included (tee'd there)
+NODE_LOG_NAME = "relaytrain-node"  # the Ops Agent receiver id, which is the entries' log name
+OPS_AGENT_CONFIG = "/etc/google-cloud-ops-agent/config.yaml"
+OPS_AGENT_REPO_SCRIPT = "https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh"
+
+
+def ops_agent_config() -> str:
+    """The Ops Agent's logging config: the node's log file, each JSON line parsed into the entry's jsonPayload
+    (a `parse_json` processor), so RunMonitoring's log-based metrics see the nodes' commit lines."""
+    return "\n".join([
+        "logging:",
+        "  receivers:",
+        f"    {NODE_LOG_NAME}:",
+        "      type: files",
+        f"      include_paths: [{NODE_LOG_FILE}]",
+        "  processors:",
+        "    relaytrain-json:",
+        "      type: parse_json",
+        "  service:",
+        "    pipelines:",
+        "      relaytrain:",
+        f"        receivers: [{NODE_LOG_NAME}]",
+        "        processors: [relaytrain-json]",
+    ]) + "\n"
+
+
+def _ops_agent_lines() -> list[str]:
+    """Boot-script lines: install the Ops Agent if the image lacks it, give it `ops_agent_config`, restart it."""
+    return [
+        "systemctl list-unit-files google-cloud-ops-agent.service >/dev/null 2>&1 || "
+        f"(curl -sSfO {OPS_AGENT_REPO_SCRIPT} && bash add-google-cloud-ops-agent-repo.sh --also-install)",
+        f"mkdir -p {NODE_LOG_FILE.rsplit('/', 1)[0]} /etc/google-cloud-ops-agent",
+        f"cat > {OPS_AGENT_CONFIG} <<'OPSAGENT'\n{ops_agent_config()}OPSAGENT",
+        "systemctl restart google-cloud-ops-agent || true  # telemetry: never stops training",
+        f"exec 2> >(tee -a {NODE_LOG_FILE} >&2)  # the node's stderr (its commit lines) into the agent's file",
+    ]
+
+
 def startup_script(*, checkpoint_every_s: int, nodes: int, gpus_per_node: int = 1, init_args: list[str] = (),
                    cost_per_second: float = 0.0, environment: dict[str, str] | None = None) -> str:
     """Boot script: fetch the runtime archive, install it with CUDA torch in a venv, write the
@@ -276,7 +314,8 @@ def startup_script(*, checkpoint_every_s: int, nodes: int, gpus_per_node: int = 
     `environment` is exported to the node (relaytrain.worker.node_environment: live MLflow logging).
 
     Runs on every boot, so a stopped (or preempted and restarted) node resumes from the store.
-    The store URL, archive URL and node rank come from instance metadata.
+    The store URL, archive URL and node rank come from instance metadata. The node's stderr also goes to
+    NODE_LOG_FILE, which the Ops Agent ships as jsonPayload (log `NODE_LOG_NAME`; see `ops_agent_config`).
     """
     node = f"node --store \"$STORE\" --checkpoint-every {int(checkpoint_every_s)} --poweroff-when-done"
     if cost_per_second > 0:
@@ -297,6 +336,7 @@ def startup_script(*, checkpoint_every_s: int, nodes: int, gpus_per_node: int = 
         "RANK=$(meta relaytrain-node-rank || echo 0)",
         "MASTER=$(meta relaytrain-master || echo localhost)",
         "ROOT=/opt/relaytrain VENV=/opt/relaytrain/venv",
+        *_ops_agent_lines(),
         "mkdir -p $ROOT && cd $ROOT",
         "gcloud storage cp \"$SOURCE\" source.zip",
         "rm -rf src && python3 -m zipfile -e source.zip src",
@@ -425,9 +465,14 @@ LOG_METRICS = {  # log-based metric -> (unit, description); values from the comm
 METRIC_BUCKETS = {"scale": 1e-4, "growth_factor": 1.2, "num_finite_buckets": 128}
 
 
+COMMIT_LOG_NAMES = ("run.googleapis.com%2Fstderr", NODE_LOG_NAME)  # shards (Cloud Run functions), GCE nodes
+
+
 def commit_filter(run: str, field: str | None = None) -> str:
-    """Cloud Logging filter of one run's commit lines (`relaytrain_runtime.report.logline`)."""
-    base = f'jsonPayload.relaytrain="{COMMIT_EVENT}" AND jsonPayload.run="{run}"'
+    """Cloud Logging filter of one run's commit lines (`relaytrain_runtime.report.logline`): the shards'
+    stderr and the nodes' Ops Agent log."""
+    logs = " OR ".join(f'logName:"/logs/{name}"' for name in COMMIT_LOG_NAMES)
+    base = f'({logs}) AND jsonPayload.relaytrain="{COMMIT_EVENT}" AND jsonPayload.run="{run}"'
     return base + (f" AND jsonPayload.{field}:*" if field else "")
 
 
