@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from relaytrain.gcp.mocks import PROJECT
 from relaytrain_runtime.report.logline import commit_log_line
 
 METRIC = "gcp:logging/metric:Metric"
@@ -110,7 +111,12 @@ def test_cost_alert_follows_the_budget(graphs, gcp_graph, gcp_blueprints):
     threshold = alert.inputs["conditions"][0]["conditionThreshold"]
     assert threshold["thresholdValue"] == 1.0 and threshold["comparison"] == "COMPARISON_GT"
     assert threshold["filter"] == 'metric.type="logging.googleapis.com/user/relaytrain/gcp-tiny-shards/cost_usd"'
-    spot = gcp_blueprints["gcp-gpu-spot"]
+    (channel,) = of(graphs["gcp-tiny-shards"], "gcp:monitoring/notificationChannel:NotificationChannel")
+    assert channel.inputs["type"] == "email" and channel.inputs["labels"] == {"email_address": "ops@example.com"}
+    assert alert.inputs["notificationChannels"] == [f"projects/{PROJECT}/notificationChannels/{channel.name}"]
+    spot = gcp_blueprints["gcp-gpu-spot"]  # no alerts.email: no channel, the incident is in the console only
+    assert of(graphs["gcp-gpu-spot"], "gcp:monitoring/notificationChannel:NotificationChannel") == []
+    assert of(graphs["gcp-gpu-spot"], ALERT)[0].inputs.get("notificationChannels", []) == []
     no_budget = gcp_graph(spot.model_copy(update={"budget_usd": None}))
     assert of(no_budget, ALERT) == [] and len(of(no_budget, DASHBOARD)) == 1
 
@@ -131,6 +137,7 @@ def test_gce_nodes_ship_their_commit_lines_as_json_through_the_ops_agent(graphs)
     log_file = receiver["include_paths"][0]
     assert f"exec 2> >(tee -a {log_file} >&2)" in script  # the node's stderr, where the engine prints commit lines
     assert script.index("google-cloud-ops-agent") < script.index("relaytrain_runtime node")
+    assert "export RELAYTRAIN_MLFLOW_URI=https://mlflow.example.com" in script  # tracking.mlflow: logged live
     node_log = f"projects/p/logs/{receiver_id}"
     line = json.loads(commit_log_line(COMMIT, RECORDS, run="gcp-gpu-spot", worker="node-0"))
     for metric in of(graphs["gcp-gpu-spot"], METRIC):

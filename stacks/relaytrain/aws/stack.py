@@ -108,6 +108,7 @@ class RelaytrainStack(Stack):
                 state_machines=[self.state_machine],
                 functions=self.functions,
                 budget_usd=blueprint.budget_usd,
+                emails=blueprint.alerts.email,
                 dashboard_name=stack_name(blueprint),
             )
 
@@ -218,7 +219,7 @@ class RelaytrainStack(Stack):
         network = TrainingNetwork(self, "Network", public_subnets=True)
         self.gpu_node = self._node(network, launch=True)
         RunObservability(self, "Observability", run=self.run_name, budget_usd=self.blueprint.budget_usd,
-                         dashboard_name=stack_name(self.blueprint))
+                         emails=self.blueprint.alerts.email, dashboard_name=stack_name(self.blueprint))
 
     def _hybrid(self) -> None:
         self._require_gpu()

@@ -496,10 +496,11 @@ class RunMonitoring(pulumi.ComponentResource):
     """The run's metrics in Cloud Monitoring, from the structured line every commit logs (shards and
     nodes alike): log-based metrics `relaytrain/<run>/<field>` (distributions of loss, val_loss,
     tokens_per_s, step_s, cost_usd, and a commit counter), a dashboard of them and, with a budget,
-    an alert policy when the run's accrued cost passes it (incidents in the console; attach
-    notification channels to be told). The Cloud Billing budget is `CostBudget`."""
+    an alert policy when the run's accrued cost passes it, notifying an email channel per address of
+    `emails` (the blueprint's `alerts.email`; incidents in the console either way). The Cloud Billing
+    budget is `CostBudget`."""
 
-    def __init__(self, name: str, *, run: str, budget_usd: float | None = None,
+    def __init__(self, name: str, *, run: str, budget_usd: float | None = None, emails: list[str] = (),
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("relaytrain:gcp:RunMonitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -525,6 +526,9 @@ class RunMonitoring(pulumi.ComponentResource):
         after = pulumi.ResourceOptions(parent=self, depends_on=list(self.metrics.values()))
         self.dashboard = gcp.monitoring.Dashboard(f"{name}-dashboard", dashboard_json=dashboard_json(run, types),
                                                   opts=after)
+        self.channels = [gcp.monitoring.NotificationChannel(
+            f"{name}-email-{i}", type="email", display_name=f"relaytrain {run}: {address}",
+            labels={"email_address": address}, opts=child) for i, address in enumerate(emails)]
         self.cost_alert = None
         if budget_usd is not None:
             self.cost_alert = gcp.monitoring.AlertPolicy(
@@ -539,5 +543,6 @@ class RunMonitoring(pulumi.ComponentResource):
                 documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
                     content=f"Run {run} has accrued more than its budget_usd; see `relaytrain status`.",
                     mime_type="text/markdown"),
-                opts=after)
+                notification_channels=[channel.name for channel in self.channels],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.metrics.values(), *self.channels]))
         self.register_outputs({"dashboard": self.dashboard.id, "metrics": [m.name for m in self.metrics.values()]})

@@ -109,7 +109,8 @@ def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
     if bp.budget_usd is not None and config.billing_account:
         out.budget = c.CostBudget(f"{bp.name}-cost", billing_account=config.billing_account,
                                   amount_usd=bp.budget_usd, labels={"relaytrain-blueprint": bp.name})
-    out.monitoring = c.RunMonitoring(f"{bp.name}-monitoring", run=bp.name, budget_usd=bp.budget_usd)
+    out.monitoring = c.RunMonitoring(f"{bp.name}-monitoring", run=bp.name, budget_usd=bp.budget_usd,
+                                     emails=bp.alerts.email)
     return out
 
 
