@@ -2,7 +2,7 @@
 # relaytrain GPU node boot script (EC2 user data). Installs the runtime from the stack's asset,
 # then runs the node entry point as a systemd service that resumes from the baton on every boot.
 # Filled in by GpuTrainingNode: __RUNTIME_ASSET__, __SPEC_JSON__, __NODES__, __CHECKPOINT_EVERY__,
-# __NODE_OPTIONS__, __BUDGET__, __REGION__, __NODE_ENV__ (export lines: the node's environment).
+# __NODE_OPTIONS__, __BUDGET__, __REGION__, and the node environment (export lines, at the end of the env file).
 set -euo pipefail
 install -d -m 755 /opt/relaytrain
 cat > /opt/relaytrain/spec.json <<'SPEC'
