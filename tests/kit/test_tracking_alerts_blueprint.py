@@ -31,6 +31,9 @@ def test_tracking_uri_scheme_is_checked_and_file_is_refused_when_deployed(tmp_pa
     assert loads(local).tracking.mlflow.startswith("file:")  # fine for `relaytrain run --local`
     (line,) = _problems(local, deployed=True)
     assert line.startswith("bp.yaml:6: tracking.mlflow: ") and "cannot write" in line and "http(s)://" in line
+    (line,) = _problems(NODE + "tracking: {mlflow: mlruns}\n")  # a bare path: this machine's, and ambiguous
+    assert "'mlruns' is not an MLflow tracking URI" in line
+    assert loads(NODE + "tracking: {mlflow: databricks}\n", deployed=True).tracking.mlflow == "databricks"
     served = loads(NODE + "tracking: {mlflow: 'https://mlflow.example.com'}\n", deployed=True)
     assert node_environment(served) == {"RELAYTRAIN_MLFLOW_URI": "https://mlflow.example.com"}
     assert node_environment(loads(NODE)) == {}

@@ -127,7 +127,8 @@ class Tracking(Strict):
 
     @property
     def mlflow_scheme(self) -> str:
-        return self.mlflow.split(":", 1)[0].split("+", 1)[0].lower() if ":" in self.mlflow else ""
+        """`postgresql` of postgresql+psycopg2://..., `databricks` of databricks or databricks://PROFILE."""
+        return self.mlflow.split(":", 1)[0].split("+", 1)[0].lower()
 
     def problems(self, deployed: bool) -> list[tuple[tuple, str]]:
         """(field path, message) of each problem; `deployed`: the workers run in the cloud, not here."""
