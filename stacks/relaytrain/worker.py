@@ -4,6 +4,7 @@
     spec_flags(spec)        the run spec as `relaytrain-runtime init/train` options
     functions_payload(bp)   the function-shards settings as events carry them (`"functions"`)
     cost_per_second(bp)     what one worker of the blueprint's topology costs per second
+    node_environment(bp)    environment variables a GPU node runs with (live MLflow logging)
     run_store(root, run)    a run's store URL under a bucket URL (`ROOT/runs/RUN`)
 
 The CDK stack, the Pulumi program, the local runners and calibration all come here, so the spec
@@ -20,6 +21,7 @@ from relaytrain.blueprint import limits as L
 from relaytrain.blueprint.schema import Blueprint
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.pricing import INSTANCE_HOURLY_USD, gcf_cost_per_second, lambda_cost_per_second
+from relaytrain_runtime.report.live import MLFLOW_URI_ENV
 from relaytrain_runtime.shards.config import ShardsConfig
 from relaytrain_runtime.spec import RunSpec
 
@@ -97,6 +99,12 @@ def node_price_flags(bp: Blueprint) -> str:
     if bp.gpu.instance_type not in INSTANCE_HOURLY_USD:
         return ""
     return f"--instance-type {bp.gpu.instance_type}" + (" --spot" if bp.gpu.spot else "")
+
+
+def node_environment(bp: Blueprint) -> dict[str, str]:
+    """What a GPU node's process environment carries from the blueprint: `tracking.mlflow` as
+    RELAYTRAIN_MLFLOW_URI, so the node logs each commit to MLflow live (relaytrain_runtime.report.live)."""
+    return {MLFLOW_URI_ENV: bp.tracking.mlflow} if bp.tracking.mlflow else {}
 
 
 def lambda_vcpu(memory_mb: int) -> float:

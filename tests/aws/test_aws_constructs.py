@@ -305,6 +305,13 @@ def test_dashboard_and_alarms(t):
     )
     template.has_resource_properties("AWS::CloudWatch::Alarm", {"MetricName": "Errors", "Namespace": "AWS/Lambda"})
     template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+    # alerts.email: each address subscribed to the alarms topic; none where the blueprint names none
+    topic = Capture()
+    for address in ("ops@example.com", "oncall@example.org"):
+        template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": address,
+                                                                     "TopicArn": {"Ref": topic}})
+    assert list(template.find_resources("AWS::SNS::Topic")) == [topic.as_string()]
+    assert t("test-steps").find_resources("AWS::SNS::Subscription") == {}
     # without a budget, no budget alarm
     assert not [
         a
@@ -363,3 +370,10 @@ def test_bad_props_and_blueprints_are_refused_with_one_clear_line():
     shards = Blueprint.model_validate({"name": "x", "cloud": "aws", "topology": "function-shards"})
     with pytest.raises(RelayError, match="function-shards runs on GCP only"):
         RelaytrainStack(App(), shards)
+
+
+def test_gpu_node_user_data_exports_the_tracking_uri(t):
+    """tracking.mlflow reaches the node's environment (relaytrain.worker.node_environment), so it logs live."""
+    user_data = json.dumps(t("test-gpu").find_resources("AWS::EC2::LaunchTemplate"))
+    assert "export RELAYTRAIN_MLFLOW_URI=https://mlflow.example.com" in user_data
+    assert "RELAYTRAIN_MLFLOW_URI" not in json.dumps(t("test-steps").to_json())

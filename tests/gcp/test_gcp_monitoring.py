@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from relaytrain.gcp.mocks import PROJECT
 from relaytrain_runtime.report.logline import commit_log_line
 
 METRIC = "gcp:logging/metric:Metric"
@@ -19,11 +20,17 @@ def of(graph, typ):
     return [r for r in graph if r.type == typ]
 
 
-def payload_matches(filter_: str, payload: dict) -> bool:
-    """The subset of the Logging filter language the metrics use: `jsonPayload.F="V"` and `jsonPayload.F:*`,
-    joined by AND."""
+SHARD_LOG = "projects/p/logs/run.googleapis.com%2Fstderr"  # where a Cloud Run function's stderr lines go
+
+
+def payload_matches(filter_: str, payload: dict, log_name: str = SHARD_LOG) -> bool:
+    """The subset of the Logging filter language the metrics use: `jsonPayload.F="V"`, `jsonPayload.F:*` and
+    `(logName:"S" OR logName:"T")` (substring), joined by AND."""
     for clause in filter_.split(" AND "):
-        if m := re.fullmatch(r'jsonPayload\.(\w+)="([^"]*)"', clause):
+        if m := re.fullmatch(r'\((logName:"[^"]*"(?: OR logName:"[^"]*")*)\)', clause):
+            if not any(part in log_name for part in re.findall(r'logName:"([^"]*)"', m[1])):
+                return False
+        elif m := re.fullmatch(r'jsonPayload\.(\w+)="([^"]*)"', clause):
             if str(payload.get(m[1])) != m[2]:
                 return False
         elif m := re.fullmatch(r"jsonPayload\.(\w+):\*", clause):
@@ -104,6 +111,35 @@ def test_cost_alert_follows_the_budget(graphs, gcp_graph, gcp_blueprints):
     threshold = alert.inputs["conditions"][0]["conditionThreshold"]
     assert threshold["thresholdValue"] == 1.0 and threshold["comparison"] == "COMPARISON_GT"
     assert threshold["filter"] == 'metric.type="logging.googleapis.com/user/relaytrain/gcp-tiny-shards/cost_usd"'
-    spot = gcp_blueprints["gcp-gpu-spot"]
+    (channel,) = of(graphs["gcp-tiny-shards"], "gcp:monitoring/notificationChannel:NotificationChannel")
+    assert channel.inputs["type"] == "email" and channel.inputs["labels"] == {"email_address": "ops@example.com"}
+    assert alert.inputs["notificationChannels"] == [f"projects/{PROJECT}/notificationChannels/{channel.name}"]
+    spot = gcp_blueprints["gcp-gpu-spot"]  # no alerts.email: no channel, the incident is in the console only
+    assert of(graphs["gcp-gpu-spot"], "gcp:monitoring/notificationChannel:NotificationChannel") == []
+    assert of(graphs["gcp-gpu-spot"], ALERT)[0].inputs.get("notificationChannels", []) == []
     no_budget = gcp_graph(spot.model_copy(update={"budget_usd": None}))
     assert of(no_budget, ALERT) == [] and len(of(no_budget, DASHBOARD)) == 1
+
+
+def test_gce_nodes_ship_their_commit_lines_as_json_through_the_ops_agent(graphs):
+    """The node's startup script configures the Ops Agent to tail the node's log file with a parse_json
+    processor; the entries' log name (the receiver id) is one the metrics' filters accept."""
+    import yaml
+
+    (instance,) = of(graphs["gcp-gpu-spot"], "gcp:compute/instance:Instance")
+    script = instance.inputs["metadataStartupScript"]
+    config = yaml.safe_load(re.search(r"<<'OPSAGENT'\n(.*?)\nOPSAGENT\n", script, re.S)[1])
+    (pipeline,) = config["logging"]["service"]["pipelines"].values()
+    (receiver_id,) = pipeline["receivers"]
+    receiver = config["logging"]["receivers"][receiver_id]
+    assert receiver["type"] == "files" and len(receiver["include_paths"]) == 1
+    assert [config["logging"]["processors"][p]["type"] for p in pipeline["processors"]] == ["parse_json"]
+    log_file = receiver["include_paths"][0]
+    assert f"exec 2> >(tee -a {log_file} >&2)" in script  # the node's stderr, where the engine prints commit lines
+    assert script.index("google-cloud-ops-agent") < script.index("relaytrain_runtime node")
+    assert "export RELAYTRAIN_MLFLOW_URI=https://mlflow.example.com" in script  # tracking.mlflow: logged live
+    node_log = f"projects/p/logs/{receiver_id}"
+    line = json.loads(commit_log_line(COMMIT, RECORDS, run="gcp-gpu-spot", worker="node-0"))
+    for metric in of(graphs["gcp-gpu-spot"], METRIC):
+        assert payload_matches(metric.inputs["filter"], line, node_log)
+        assert not payload_matches(metric.inputs["filter"], line, "projects/p/logs/syslog")

@@ -7,7 +7,14 @@ A record is a flat JSON object with a `kind`:
 
 Writers append one object per commit (`metrics_key(gen, leg)`), written before the commit's
 manifest; a committer that loses the race deletes its object. `read_records` gives every record;
-`read_stream` the run's history (one record per kind and step, see there). Pure Python.
+`read_stream` the run's history, by the one lineage rule every reader uses (status, report, plots, nodes):
+
+An object `metrics/<gen>-<leg>` counts when its commit is on the newest commit's parent chain (same
+gen and leg id), or when its gen is older than the oldest retained commit of that chain (pruned
+history: the manifest is a tombstone, the stream stays). Objects of a lost race, of a worker killed
+before its manifest, of an abandoned branch or of a leg still in flight (no manifest yet) are ignored.
+Per (kind, step) the record of the newest such commit wins, so a step trained twice counts once.
+Pure Python.
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ import json
 from relaytrain_runtime.contract.keys import (
     COMMIT_PREFIX,
     METRICS_PREFIX,
+    commit_key,
     gen_of_commit_key,
     gen_of_metrics_key,
     leg_of_metrics_key,
     metrics_key,
 )
+from relaytrain_runtime.store.base import NotFound
 
 
 def encode_records(records: list[dict]) -> bytes:
@@ -59,32 +68,44 @@ def _object_records(store, key: str, gen: int) -> list[dict]:
     return out
 
 
-def _committers(store) -> dict[int, str]:
-    """gen -> the leg id of its manifest, for every manifest still in the store."""
+def read_commits(store) -> dict[int, dict]:
+    """gen -> manifest of every retained commit (a manifest with a `step`; tombstones and torn objects skipped)."""
     out = {}
-    for key in store.list(COMMIT_PREFIX):
-        gen = gen_of_commit_key(key)
+    for gen in sorted(g for g in map(gen_of_commit_key, store.list(COMMIT_PREFIX)) if g is not None):
         try:
-            leg = json.loads(store.read(key)).get("leg_id")
-        except (ValueError, AttributeError, OSError):
-            continue
-        if gen is not None and isinstance(leg, str):
-            out[gen] = leg
+            commit = json.loads(store.read(commit_key(gen)))
+        except (NotFound, ValueError):
+            continue  # a torn or foreign object: telemetry never stops the reader
+        if isinstance(commit, dict) and "step" in commit:
+            out[gen] = commit
     return out
 
 
-def read_stream(store, kind: str | None = None) -> list[dict]:
-    """The run's history: one record per (kind, step), in step order. Of the objects of one gen, only
-    its manifest's committer's counts while the manifest exists (a worker killed between its metrics
-    object and its manifest leaves an object another committer's replaces); where several remain
-    for a step, the one later in key order wins."""
-    committers = _committers(store)
-    by_step: dict[tuple[str, int], dict] = {}
-    for key in sorted(store.list(METRICS_PREFIX)):
-        gen = gen_of_metrics_key(key)
-        if gen is None or (gen in committers and committers[gen] != leg_of_metrics_key(key)):
-            continue
-        for rec in _object_records(store, key, gen):
-            if isinstance(rec.get("step"), int) and (kind is None or rec.get("kind") == kind):
-                by_step[(rec.get("kind"), rec["step"])] = rec
-    return sorted(by_step.values(), key=lambda r: (r["step"], r.get("kind") != "train"))
+def lineage_of(commits: dict[int, dict]) -> dict[int, str | None]:
+    """gen -> leg id along the newest commit's parent chain (as far as manifests are retained)."""
+    chain: dict[int, str | None] = {}
+    gen = max(commits) if commits else None
+    while gen in commits and gen not in chain:
+        chain[gen] = commits[gen].get("leg_id")
+        gen = commits[gen].get("parent")
+    return chain
+
+
+def in_lineage(gen: int, leg: str | None, chain: dict[int, str | None]) -> bool:
+    """Whether the object of (gen, leg) belongs to the committed lineage `chain` (see the module docstring)."""
+    if gen in chain:
+        return chain[gen] is None or leg is None or chain[gen] == leg
+    return bool(chain) and gen < min(chain)
+
+
+def read_stream(store, kind: str | None = None, commits: dict[int, dict] | None = None) -> list[dict]:
+    """The run's history: the records of the committed lineage, one per (kind, step), in step order
+    (train before eval at a step). `commits` (from `read_commits`) saves reading the manifests again."""
+    chain = lineage_of(read_commits(store) if commits is None else commits)
+    latest: dict[tuple[str, int], dict] = {}
+    records = [r for r in read_records(store) if in_lineage(r["gen"], r.get("leg"), chain)]
+    for rec in sorted(records, key=lambda r: r["gen"]):  # stable: key order within a gen
+        step = rec.get("step")
+        if isinstance(step, int) and not isinstance(step, bool) and (kind is None or rec.get("kind") == kind):
+            latest[(rec.get("kind"), step)] = rec
+    return sorted(latest.values(), key=lambda r: (r["step"], r.get("kind") != "train"))

@@ -8,4 +8,5 @@ as JSON through the run contract (`relaytrain_runtime.contract`), for any store 
     tensorboard.write_events(...)  the stream as TensorBoard scalars (tensorboard's own numpy-only writer)
     plots.write_report(...)        loss, throughput and cost PNGs and a summary table
     logline.commit_log_line(...)   one structured JSON log line per commit (GCP log-based metrics)
+    live.LiveLog(store, ...)       a node's commits as they land: TensorBoard event files, MLflow
 """

@@ -54,16 +54,18 @@ def _clock(run: RunView):
     return wall_time
 
 
+def record_scalars(rec: dict, wall: float) -> list[tuple[str, float, int, float]]:
+    """(tag, value, step, wall) of one stream record (train or eval); fields a worker did not measure are skipped."""
+    tags = EVAL_TAGS if rec.get("kind", "eval") == "eval" else TRAIN_TAGS
+    return [(tag, float(rec[k]), rec["step"], wall) for k, tag in tags.items() if _number(rec.get(k))]
+
+
 def scalars(run: RunView) -> list[tuple[str, float, int, float]]:
     """(tag, value, step, wall_time) of every point written."""
     wall_time = _clock(run)
     out = []
-    for rec in run.train:
-        out += [(tag, float(rec[k]), rec["step"], wall_time(rec["gen"])) for k, tag in TRAIN_TAGS.items()
-                if _number(rec.get(k))]
-    for rec in run.evals:
-        out += [(tag, float(rec[k]), rec["step"], wall_time(rec.get("gen"))) for k, tag in EVAL_TAGS.items()
-                if _number(rec.get(k))]
+    for rec in run.train + run.evals:
+        out += record_scalars(rec, wall_time(rec.get("gen")))
     out += [("cost/usd", cost, step, wall_time(gen)) for step, cost, gen in cost_points(run)]
     return out
 

@@ -24,6 +24,12 @@ def add_arguments(parser) -> None:
                         help="power the machine off once the run is done (RELAYTRAIN_POWEROFF_CMD, "
                              "default 'sudo shutdown -h now')")
     parser.add_argument("--progress", action="store_true", help="print '@progress {json}' lines to stderr per step")
+    parser.add_argument("--tensorboard", metavar="DIR", default=None,
+                        help="write TensorBoard event files here after each commit "
+                             "(default: $RELAYTRAIN_TENSORBOARD_DIR)")
+    parser.add_argument("--mlflow", metavar="URI", default=None,
+                        help="log the stream to this MLflow tracking URI after each commit "
+                             "(default: $RELAYTRAIN_MLFLOW_URI; needs mlflow-skinny)")
 
 
 def run(args) -> int:
@@ -50,7 +56,8 @@ def run(args) -> int:
     status = run_node(args.store, checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
                       cost_per_second=cost or 0.0, cache_dir=args.cache_dir,
                       poweroff_when_done=args.poweroff_when_done,
-                      on_step=progress_printer() if args.progress else None)
+                      on_step=progress_printer() if args.progress else None,
+                      tensorboard_dir=args.tensorboard, mlflow_uri=args.mlflow)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(status, sort_keys=True), file=sys.stdout, flush=True)
     return 0

@@ -42,7 +42,7 @@ def _blueprints_from_context(value: str | None) -> list[Blueprint]:
     from relaytrain.blueprint import catalog_files, load_all
 
     files = [pathlib.Path(v.strip()) for v in value.split(",") if v.strip()] if value else catalog_files()
-    return [bp for bp in load_all(files) if bp.cloud == "aws"]
+    return [bp for bp in load_all(files, deployed=True) if bp.cloud == "aws"]
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from relaytrain.aws.constructs.step_trainer import HANDLER
 from relaytrain.aws.names import stack_name
 from relaytrain.blueprint.schema import Blueprint, Lambda
 from relaytrain.blueprint.validate import ECR_IMAGE_RE
-from relaytrain.worker import DATA_PREFIX, RUN_PREFIX, node_price_flags, run_store, spec_payload
+from relaytrain.worker import DATA_PREFIX, RUN_PREFIX, node_environment, node_price_flags, run_store, spec_payload
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.store.confine import SOURCE_PREFIX_ENV
 
@@ -108,6 +108,7 @@ class RelaytrainStack(Stack):
                 state_machines=[self.state_machine],
                 functions=self.functions,
                 budget_usd=blueprint.budget_usd,
+                emails=blueprint.alerts.email,
                 dashboard_name=stack_name(blueprint),
             )
 
@@ -206,6 +207,7 @@ class RelaytrainStack(Stack):
             checkpoint_every_s=gpu.checkpoint_every_s,
             image_parameter=gpu.image,
             node_options=node_price_flags(self.blueprint),
+            environment=node_environment(self.blueprint),
             budget_usd=self.blueprint.budget_usd,
         )
         self.data.grant_prefix_read_write(node.role, RUN_PREFIX)
@@ -217,7 +219,7 @@ class RelaytrainStack(Stack):
         network = TrainingNetwork(self, "Network", public_subnets=True)
         self.gpu_node = self._node(network, launch=True)
         RunObservability(self, "Observability", run=self.run_name, budget_usd=self.blueprint.budget_usd,
-                         dashboard_name=stack_name(self.blueprint))
+                         emails=self.blueprint.alerts.email, dashboard_name=stack_name(self.blueprint))
 
     def _hybrid(self) -> None:
         self._require_gpu()

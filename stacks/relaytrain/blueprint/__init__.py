@@ -2,6 +2,7 @@
 
     load(path) -> Blueprint              one file, defaults resolved; BlueprintError lists every problem
     load_all(paths) -> list[Blueprint]   every file checked before any result is returned
+    (deployed=True: the workers run in the cloud, so what only this machine can reach is refused)
     catalog_files() -> list[Path]        blueprints/*.yaml of this checkout
 
 Each problem reads `FILE:LINE: path.to.field: what is wrong (limit or expected form)`.
@@ -37,7 +38,7 @@ def catalog_files() -> list[pathlib.Path]:
     return sorted(CATALOG.glob("*.yaml"))
 
 
-def load(path: str | pathlib.Path) -> Blueprint:
+def load(path: str | pathlib.Path, deployed: bool = False) -> Blueprint:
     path = pathlib.Path(path)
     try:
         text = read_text(path)
@@ -47,14 +48,14 @@ def load(path: str | pathlib.Path) -> Blueprint:
         raise BlueprintError([f"{path}:1: (file): no such blueprint file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BlueprintError([f"{path}:1: (file): cannot read it ({exc})"]) from None
-    return loads(text, str(path))
+    return loads(text, str(path), deployed)
 
 
-def load_all(paths: Iterable[str | pathlib.Path]) -> list[Blueprint]:
+def load_all(paths: Iterable[str | pathlib.Path], deployed: bool = False) -> list[Blueprint]:
     out, problems = [], []
     for path in paths:
         try:
-            out.append(load(path))
+            out.append(load(path, deployed))
         except BlueprintError as exc:
             problems += exc.problems
     if problems:
@@ -62,7 +63,7 @@ def load_all(paths: Iterable[str | pathlib.Path]) -> list[Blueprint]:
     return out
 
 
-def loads(text: str, filename: str = "<blueprint>") -> Blueprint:
+def loads(text: str, filename: str = "<blueprint>", deployed: bool = False) -> Blueprint:
     """Parse and validate blueprint YAML text; `filename` is used in the messages."""
     try:
         data, lines, source_problems = parse(text)
@@ -82,7 +83,7 @@ def loads(text: str, filename: str = "<blueprint>") -> Blueprint:
     else:
         if not problems:
             bp = resolve(bp)
-            for loc, msg in check(bp):
+            for loc, msg in check(bp, deployed):
                 problems.append((line_of(lines, loc, fallback=("topology",)), format_path(loc), msg))
     if problems:
         problems.sort(key=lambda p: p[0])

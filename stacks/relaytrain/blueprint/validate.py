@@ -250,7 +250,8 @@ def _gpu(problems, bp: Blueprint, g: Gpu) -> None:
                                                   f"gp3/pd-balanced top out at 16 TiB), got {g.root_volume_gb}"))
 
 
-def check(bp: Blueprint) -> list[Problem]:
+def check(bp: Blueprint, deployed: bool = False) -> list[Problem]:
+    """Every problem of `bp`; `deployed`: its workers run in the cloud (synth, launch), not on this machine."""
     problems: list[Problem] = []
     if not NAME_RE.match(bp.name):
         problems.append((("name",), f"{bp.name!r} must be 3-40 characters of a-z, 0-9 and '-', starting with a "
@@ -285,6 +286,7 @@ def check(bp: Blueprint) -> list[Problem]:
         problems.append((("budget_usd",), f"must be > 0 (USD), got {bp.budget_usd:g}"))
     _tags(problems, bp)
     _image_uri(problems, bp)
+    problems += bp.tracking.problems(deployed) + bp.alerts.problems()
     if not spec_problems and not problems:
         _feasibility(problems, bp)
     return problems

@@ -18,7 +18,7 @@ def run(args) -> int:
     from relaytrain.blueprint import load
     from relaytrain.commands import aws_only
 
-    blueprint = load(args.blueprint)
+    blueprint = load(args.blueprint, deployed=True)
     aws_only(blueprint, "launch", "relaytrain status --store $(pulumi stack output store_url)")
     started = start_run(blueprint, run=args.run, region=args.region)
     if args.json:

@@ -2,12 +2,14 @@
 
 The blueprint is validated first (nothing starts, nothing is written on a bad one); then the
 topology runs through the runtime in child processes against the store, and the end report says
-what the same work would have cost on the cloud from the measured seconds.
+what the same work would have cost on the cloud from the measured seconds. With `tracking: {mlflow: URI}`
+the run's stream is logged there at the end (a gpu-node's node process also logs each commit live).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
 
@@ -33,8 +35,17 @@ def run(args) -> int:
         raise RelayError("relaytrain run needs --local (deployed runs start with `relaytrain launch`)")
     store = args.store or (pathlib.Path.cwd() / "runs" / bp.name).as_uri()
     from relaytrain.localrun import run_local
+    from relaytrain.worker import node_environment
 
+    os.environ.update(node_environment(bp))  # the local node process logs each commit live, like a deployed one
     summary = run_local(bp, store)
+    if bp.tracking.mlflow:
+        from relaytrain_runtime.report.tracking import log_to_mlflow
+        from relaytrain_runtime.report.view import load_run
+
+        summary["mlflow"] = log_to_mlflow(load_run(store), bp.tracking.mlflow)
+        print(f"mlflow run {summary['mlflow']['run_id']} at {bp.tracking.mlflow}: up to step "
+              f"{summary['mlflow']['last_step']}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, indent=1, default=str))
     return 0

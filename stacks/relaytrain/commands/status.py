@@ -31,8 +31,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object (per refresh with --watch)")
 
 
-def _target(args):
-    """(store URL, blueprint or None, executions callable or None) from the arguments."""
+def target(args, verb: str = "status"):
+    """(store URL, blueprint or None, executions callable or None) from the arguments (of `verb`)."""
     from relaytrain.commands import aws_only
 
     blueprint = None
@@ -43,8 +43,8 @@ def _target(args):
     if args.store:
         return args.store, blueprint, None
     if blueprint is None:
-        raise RelayError("relaytrain status needs a blueprint FILE (deployed AWS stack) or --store URL")
-    aws_only(blueprint, "status", "relaytrain status --store $(pulumi stack output store_url)")
+        raise RelayError(f"relaytrain {verb} needs a blueprint FILE (deployed AWS stack) or --store URL")
+    aws_only(blueprint, verb, f"relaytrain {verb} --store $(pulumi stack output store_url)")
     from relaytrain.aws.deployed import executions, run_store, stack_outputs
 
     outputs = stack_outputs(blueprint, args.region)
@@ -75,7 +75,7 @@ def run(args) -> int:
         raise RelayError(f"--iterations must be >= 1, got {args.iterations}")
     if not args.interval > 0:
         raise RelayError(f"--interval must be > 0 seconds, got {args.interval:g}")
-    store_url, blueprint, list_executions = _target(args)
+    store_url, blueprint, list_executions = target(args)
     budget = args.budget if args.budget is not None else (blueprint.budget_usd if blueprint else None)
     count = 0
     while True:

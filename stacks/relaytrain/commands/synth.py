@@ -21,7 +21,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     files = args.files or catalog_files()
-    blueprints = load_all(files)  # raises BlueprintError (all problems, exit 2) before anything is written
+    # raises BlueprintError (all problems, exit 2) before anything is written; deployed: the workers run in the cloud
+    blueprints = load_all(files, deployed=True)
     check_unique_names(files, blueprints)
     out = pathlib.Path(args.out)
     aws = [bp for bp in blueprints if bp.cloud == "aws"]

@@ -22,6 +22,7 @@ gcp_config = pulumi.Config("gcp")
 path = pathlib.Path(config.require("blueprint"))
 if not path.is_absolute():
     path = STACKS.parent / path  # blueprint paths are relative to the repository root
-export(build(load(path), GcpConfig(project=gcp_config.get("project") or "", region=gcp_config.get("region") or "",
-                                   force_destroy=config.get_bool("forceDestroy") or False,
-                                   billing_account=config.get("billingAccount") or "")))
+blueprint = load(path, deployed=True)
+export(build(blueprint, GcpConfig(project=gcp_config.get("project") or "", region=gcp_config.get("region") or "",
+                                  force_destroy=config.get_bool("forceDestroy") or False,
+                                  billing_account=config.get("billingAccount") or "")))

@@ -29,6 +29,7 @@ import pulumi_gcp as gcp
 
 from relaytrain.gcp import workflow as wf
 from relaytrain.gcp.source import ENTRY_POINT, PYTHON_RUNTIME, SourceArchive
+from relaytrain_runtime.report.live import MLFLOW_URI_ENV
 from relaytrain_runtime.report.logline import COMMIT_LOG_ENV
 from relaytrain_runtime.report.logline import EVENT as COMMIT_EVENT
 
@@ -267,14 +268,54 @@ class TrainingNetwork(pulumi.ComponentResource):
         self.register_outputs({"network": self.network.id, "subnetwork": self.subnetwork.id})
 
 
+NODE_LOG_FILE = "/var/log/relaytrain/node.log"  # the node's stderr, commit lines included (tee'd there)
+NODE_LOG_NAME = "relaytrain-node"  # the Ops Agent receiver id, which is the entries' log name
+OPS_AGENT_CONFIG = "/etc/google-cloud-ops-agent/config.yaml"
+OPS_AGENT_REPO_SCRIPT = "https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh"
+
+
+def ops_agent_config() -> str:
+    """The Ops Agent's logging config: the node's log file, each JSON line parsed into the entry's jsonPayload
+    (a `parse_json` processor), so RunMonitoring's log-based metrics see the nodes' commit lines."""
+    return "\n".join([
+        "logging:",
+        "  receivers:",
+        f"    {NODE_LOG_NAME}:",
+        "      type: files",
+        f"      include_paths: [{NODE_LOG_FILE}]",
+        "  processors:",
+        "    relaytrain-json:",
+        "      type: parse_json",
+        "  service:",
+        "    pipelines:",
+        "      relaytrain:",
+        f"        receivers: [{NODE_LOG_NAME}]",
+        "        processors: [relaytrain-json]",
+    ]) + "\n"
+
+
+def _ops_agent_lines() -> list[str]:
+    """Boot-script lines: install the Ops Agent if the image lacks it, give it `ops_agent_config`, restart it."""
+    return [
+        "systemctl list-unit-files google-cloud-ops-agent.service >/dev/null 2>&1 || "
+        f"(curl -sSfO {OPS_AGENT_REPO_SCRIPT} && bash add-google-cloud-ops-agent-repo.sh --also-install)",
+        f"mkdir -p {NODE_LOG_FILE.rsplit('/', 1)[0]} /etc/google-cloud-ops-agent",
+        f"cat > {OPS_AGENT_CONFIG} <<'OPSAGENT'\n{ops_agent_config()}OPSAGENT",
+        "systemctl restart google-cloud-ops-agent || true  # telemetry: never stops training",
+        f"exec 2> >(tee -a {NODE_LOG_FILE} >&2)  # the node's stderr (its commit lines) into the agent's file",
+    ]
+
+
 def startup_script(*, checkpoint_every_s: int, nodes: int, gpus_per_node: int = 1, init_args: list[str] = (),
-                   cost_per_second: float = 0.0) -> str:
+                   cost_per_second: float = 0.0, environment: dict[str, str] | None = None) -> str:
     """Boot script: fetch the runtime archive, install it with CUDA torch in a venv, write the
     run spec (`relaytrain-runtime init INIT_ARGS`, idempotent for an identical spec), train,
     accruing `cost_per_second` (the whole job's: every node) into the run, so the budget stop holds.
+    `environment` is exported to the node (relaytrain.worker.node_environment: live MLflow logging).
 
     Runs on every boot, so a stopped (or preempted and restarted) node resumes from the store.
-    The store URL, archive URL and node rank come from instance metadata.
+    The store URL, archive URL and node rank come from instance metadata. The node's stderr also goes to
+    NODE_LOG_FILE, which the Ops Agent ships as jsonPayload (log `NODE_LOG_NAME`; see `ops_agent_config`).
     """
     node = f"node --store \"$STORE\" --checkpoint-every {int(checkpoint_every_s)} --poweroff-when-done"
     if cost_per_second > 0:
@@ -295,6 +336,7 @@ def startup_script(*, checkpoint_every_s: int, nodes: int, gpus_per_node: int = 
         "RANK=$(meta relaytrain-node-rank || echo 0)",
         "MASTER=$(meta relaytrain-master || echo localhost)",
         "ROOT=/opt/relaytrain VENV=/opt/relaytrain/venv",
+        *_ops_agent_lines(),
         "mkdir -p $ROOT && cd $ROOT",
         "gcloud storage cp \"$SOURCE\" source.zip",
         "rm -rf src && python3 -m zipfile -e source.zip src",
@@ -302,7 +344,10 @@ def startup_script(*, checkpoint_every_s: int, nodes: int, gpus_per_node: int = 
         "$VENV/bin/pip install -q -r src/requirements-node.txt",
         "export PYTHONPATH=$ROOT/src",
         f"export {COMMIT_LOG_ENV}=1  # one JSON log line per commit: RunMonitoring's log-based metrics",
-    ] + (["[ \"$RANK\" != 0 ] || $VENV/bin/python -m relaytrain_runtime init --store \"$STORE\" "
+    ] + [f"export {k}={shlex.quote(v)}" for k, v in sorted((environment or {}).items())] + (
+        ["$VENV/bin/pip install -q 'mlflow-skinny>=3'  # live MLflow logging"]
+        if MLFLOW_URI_ENV in (environment or {}) else []) + (
+        ["[ \"$RANK\" != 0 ] || $VENV/bin/python -m relaytrain_runtime init --store \"$STORE\" "
           + " ".join(shlex.quote(a) for a in init_args)] if init_args else []) + [
         launch,
     ]
@@ -325,7 +370,7 @@ class GpuTrainingNode(pulumi.ComponentResource):
                  accelerator_count: int, subnetwork: pulumi.Input[str], labels: dict[str, str], nodes: int = 1,
                  spot: bool = False, external_ip: bool = False, image: str = DLVM_IMAGE, disk_gb: int = 200,
                  checkpoint_every_s: int = 600, init_args: list[str] = (), cost_per_second: float = 0.0,
-                 opts: pulumi.ResourceOptions | None = None):
+                 environment: dict[str, str] | None = None, opts: pulumi.ResourceOptions | None = None):
         super().__init__("relaytrain:gcp:GpuTrainingNode", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.service_account, self.bucket_access, self.source_object = _worker_identity(
@@ -340,7 +385,7 @@ class GpuTrainingNode(pulumi.ComponentResource):
                 provisioning_model="STANDARD", automatic_restart=True, on_host_maintenance="TERMINATE")
         script = startup_script(checkpoint_every_s=checkpoint_every_s, nodes=nodes,
                                 gpus_per_node=accelerator_count, init_args=list(init_args),
-                                cost_per_second=cost_per_second)
+                                cost_per_second=cost_per_second, environment=environment)
         self.instances: list[gcp.compute.Instance] = []
         master: pulumi.Input[str] = "localhost"
         for rank in range(nodes):
@@ -420,9 +465,14 @@ LOG_METRICS = {  # log-based metric -> (unit, description); values from the comm
 METRIC_BUCKETS = {"scale": 1e-4, "growth_factor": 1.2, "num_finite_buckets": 128}
 
 
+COMMIT_LOG_NAMES = ("run.googleapis.com%2Fstderr", NODE_LOG_NAME)  # shards (Cloud Run functions), GCE nodes
+
+
 def commit_filter(run: str, field: str | None = None) -> str:
-    """Cloud Logging filter of one run's commit lines (`relaytrain_runtime.report.logline`)."""
-    base = f'jsonPayload.relaytrain="{COMMIT_EVENT}" AND jsonPayload.run="{run}"'
+    """Cloud Logging filter of one run's commit lines (`relaytrain_runtime.report.logline`): the shards'
+    stderr and the nodes' Ops Agent log."""
+    logs = " OR ".join(f'logName:"/logs/{name}"' for name in COMMIT_LOG_NAMES)
+    base = f'({logs}) AND jsonPayload.relaytrain="{COMMIT_EVENT}" AND jsonPayload.run="{run}"'
     return base + (f" AND jsonPayload.{field}:*" if field else "")
 
 
@@ -446,10 +496,11 @@ class RunMonitoring(pulumi.ComponentResource):
     """The run's metrics in Cloud Monitoring, from the structured line every commit logs (shards and
     nodes alike): log-based metrics `relaytrain/<run>/<field>` (distributions of loss, val_loss,
     tokens_per_s, step_s, cost_usd, and a commit counter), a dashboard of them and, with a budget,
-    an alert policy when the run's accrued cost passes it (incidents in the console; attach
-    notification channels to be told). The Cloud Billing budget is `CostBudget`."""
+    an alert policy when the run's accrued cost passes it, notifying an email channel per address of
+    `emails` (the blueprint's `alerts.email`; incidents in the console either way). The Cloud Billing
+    budget is `CostBudget`."""
 
-    def __init__(self, name: str, *, run: str, budget_usd: float | None = None,
+    def __init__(self, name: str, *, run: str, budget_usd: float | None = None, emails: list[str] = (),
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("relaytrain:gcp:RunMonitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -475,6 +526,9 @@ class RunMonitoring(pulumi.ComponentResource):
         after = pulumi.ResourceOptions(parent=self, depends_on=list(self.metrics.values()))
         self.dashboard = gcp.monitoring.Dashboard(f"{name}-dashboard", dashboard_json=dashboard_json(run, types),
                                                   opts=after)
+        self.channels = [gcp.monitoring.NotificationChannel(
+            f"{name}-email-{i}", type="email", display_name=f"relaytrain {run}: {address}",
+            labels={"email_address": address}, opts=child) for i, address in enumerate(emails)]
         self.cost_alert = None
         if budget_usd is not None:
             self.cost_alert = gcp.monitoring.AlertPolicy(
@@ -489,5 +543,6 @@ class RunMonitoring(pulumi.ComponentResource):
                 documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
                     content=f"Run {run} has accrued more than its budget_usd; see `relaytrain status`.",
                     mime_type="text/markdown"),
-                opts=after)
+                notification_channels=[channel.name for channel in self.channels],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.metrics.values(), *self.channels]))
         self.register_outputs({"dashboard": self.dashboard.id, "metrics": [m.name for m in self.metrics.values()]})

@@ -71,6 +71,8 @@ def computed_outputs(typ: str, name: str, inputs: dict) -> dict:
         for i, nic in enumerate(nics):
             nic["networkIp"] = f"10.20.0.{10 + i}"
         out["networkInterfaces"] = nics
+    elif typ == "gcp:monitoring/notificationChannel:NotificationChannel":
+        out["name"] = f"projects/{PROJECT}/notificationChannels/{name}"
     elif typ in ("gcp:compute/network:Network", "gcp:compute/subnetwork:Subnetwork", "gcp:compute/router:Router"):
         out.setdefault("name", name)
     out.setdefault("name", inputs.get("name", name))

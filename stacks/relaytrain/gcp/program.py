@@ -20,6 +20,7 @@ from relaytrain.worker import (
     RUN_PREFIX,
     cost_per_second,
     functions_payload,
+    node_environment,
     round_deadline_s,
     run_spec,
     spec_flags,
@@ -108,7 +109,8 @@ def build(bp: Blueprint, config: GcpConfig | None = None) -> Deployment:
     if bp.budget_usd is not None and config.billing_account:
         out.budget = c.CostBudget(f"{bp.name}-cost", billing_account=config.billing_account,
                                   amount_usd=bp.budget_usd, labels={"relaytrain-blueprint": bp.name})
-    out.monitoring = c.RunMonitoring(f"{bp.name}-monitoring", run=bp.name, budget_usd=bp.budget_usd)
+    out.monitoring = c.RunMonitoring(f"{bp.name}-monitoring", run=bp.name, budget_usd=bp.budget_usd,
+                                     emails=bp.alerts.email)
     return out
 
 
@@ -145,7 +147,7 @@ def _gpu_node(bp: Blueprint, region: str, bucket, store_url, source, labels):
         labels={**labels, "relaytrain-component": "gpu-node"}, nodes=gpu.nodes, spot=gpu.spot,
         external_ip=gpu.external_ip, image=gpu.image, disk_gb=gpu.root_volume_gb,
         checkpoint_every_s=gpu.checkpoint_every_s, init_args=spec_args(bp),
-        cost_per_second=cost_per_second(bp))
+        cost_per_second=cost_per_second(bp), environment=node_environment(bp))
     return network, node
 
 

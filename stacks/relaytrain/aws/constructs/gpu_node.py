@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shlex
 
 from aws_cdk import Fn, Names, Stack, Tags
 from aws_cdk import aws_ec2 as ec2
@@ -31,7 +32,8 @@ class GpuTrainingNode(Construct):
     `runtime_asset` and runs `relaytrain-runtime node` as a systemd service. Each node reads its
     store URL (tag `relaytrain:store`) and rank from instance tags; several nodes form one torchrun
     job with its rendezvous on node 0 inside a cluster placement group. `node_options` go to the
-    node entry point (the stack passes the instance price to accrue). Every 5 minutes a timer
+    node entry point (the stack passes the instance price to accrue); `environment` is exported to its
+    process (the stack passes `relaytrain.worker.node_environment`: live MLflow logging). Every 5 minutes a timer
     publishes the baton (Step, Tokens, CostUsd, Loss; namespace `metrics_namespace`, dimension Run)
     and, once the accrued cost reaches `budget_usd`, stops the node (SIGTERM: it checkpoints) and
     the machine. When the run is done the node answers a waiting task token (hybrid pipeline) and
@@ -62,6 +64,7 @@ class GpuTrainingNode(Construct):
         checkpoint_every_s: int = 600,
         image_parameter: str = DLAMI_PARAMETER,
         node_options: str = "",
+        environment: dict[str, str] | None = None,
         budget_usd: float | None = None,
         metrics_namespace: str = "relaytrain",
         role: iam.IRole | None = None,
@@ -124,6 +127,8 @@ class GpuTrainingNode(Construct):
             .replace("__NODE_OPTIONS__", node_options)
             .replace("__BUDGET__", "" if budget_usd is None else repr(float(budget_usd)))
             .replace("__REGION__", Stack.of(self).region)
+            .replace("__NODE_ENV__", "\n".join(f"export {k}={shlex.quote(v)}"
+                                                for k, v in sorted((environment or {}).items())))
         )
         user_data = ec2.UserData.custom(script)
         self.launch_template = ec2.LaunchTemplate(

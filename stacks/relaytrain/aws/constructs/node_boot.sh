@@ -2,7 +2,7 @@
 # relaytrain GPU node boot script (EC2 user data). Installs the runtime from the stack's asset,
 # then runs the node entry point as a systemd service that resumes from the baton on every boot.
 # Filled in by GpuTrainingNode: __RUNTIME_ASSET__, __SPEC_JSON__, __NODES__, __CHECKPOINT_EVERY__,
-# __NODE_OPTIONS__, __BUDGET__, __REGION__.
+# __NODE_OPTIONS__, __BUDGET__, __REGION__, and the node environment (export lines, at the end of the env file).
 set -euo pipefail
 install -d -m 755 /opt/relaytrain
 cat > /opt/relaytrain/spec.json <<'SPEC'
@@ -15,6 +15,7 @@ CHECKPOINT_EVERY=__CHECKPOINT_EVERY__
 NODE_OPTIONS="__NODE_OPTIONS__"
 BUDGET=__BUDGET__
 AWS_DEFAULT_REGION=__REGION__
+__NODE_ENV__
 ENV
 cat > /opt/relaytrain/imds.sh <<'IMDS'
 imds() {  # IMDSv2: a session token, then the path
@@ -37,7 +38,8 @@ if [ ! -x "$PY" ]; then
   aws s3 cp "$RUNTIME_ASSET" /opt/relaytrain/runtime.zip
   rm -rf /opt/relaytrain/runtime && mkdir /opt/relaytrain/runtime
   (cd /opt/relaytrain/runtime && python3 -m zipfile -e ../runtime.zip .)
-  /opt/relaytrain/venv/bin/pip install --quiet "/opt/relaytrain/runtime[s3]" || { rm -rf /opt/relaytrain/venv; exit 1; }
+  EXTRAS=s3; [ -z "${RELAYTRAIN_MLFLOW_URI:-}" ] || EXTRAS=s3,tracking  # tracking: live MLflow logging
+  /opt/relaytrain/venv/bin/pip install --quiet "/opt/relaytrain/runtime[$EXTRAS]" || { rm -rf /opt/relaytrain/venv; exit 1; }
 fi
 # Initialise the run (idempotent for the identical spec; refused for a different one).
 "$PY" -c 'import sys

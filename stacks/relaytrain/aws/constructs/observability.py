@@ -8,6 +8,7 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as sns_subscriptions
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -18,7 +19,8 @@ class RunObservability(Construct):
 
     Alarms: any failed execution, any function error, and accrued cost at `budget_usd` (and a
     warning at 80 %). Alarm actions go to `topic` (an existing topic, or one created with
-    SSE and TLS-only access).
+    SSE and TLS-only access); each of `emails` (the blueprint's `alerts.email`) is subscribed to it
+    (AWS mails each address a confirmation link first).
 
     Alarm names are `alarm_prefix-KEY` (default prefix: the stack name).
     Exposes: `dashboard`, `alarms` (key -> Alarm), `topic`.
@@ -35,6 +37,7 @@ class RunObservability(Construct):
         functions: list[lambda_.IFunction] = (),
         budget_usd: float | None = None,
         topic: sns.ITopic | None = None,
+        emails: list[str] = (),
         dashboard_name: str | None = None,
         alarm_prefix: str | None = None,
     ) -> None:
@@ -43,6 +46,8 @@ class RunObservability(Construct):
         self.topic = topic or sns.Topic(
             self, "Alarms", enforce_ssl=True, master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns")
         )
+        for address in emails:
+            self.topic.add_subscription(sns_subscriptions.EmailSubscription(address))
 
         def metric(name: str, stat: str = "Maximum") -> cw.Metric:
             return cw.Metric(
