@@ -47,8 +47,7 @@ def test_alert_emails_are_checked():
 
 
 def test_local_run_and_report_log_to_the_blueprints_mlflow(tmp_path, capsys, monkeypatch):
-    pytest.importorskip("mlflow", reason="MLflow logging is optional: mlflow-skinny (requirements-dev.txt) is missing")
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # mlflow-skinny: requirements-dev.txt
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow 3 keeps the file store in maintenance mode
     monkeypatch.setenv("RELAYTRAIN_MLFLOW_URI", "")  # `relaytrain run` sets it for its node: restored after the test
@@ -68,3 +67,15 @@ def test_local_run_and_report_log_to_the_blueprints_mlflow(tmp_path, capsys, mon
     assert main(["report", str(path), "--store", store, "--json"]) == 0  # no --mlflow: the blueprint's
     again = json.loads(capsys.readouterr().out)["mlflow"]
     assert again == {"run_id": run_id, "logged": 0, "last_step": 4}  # the same MLflow run, nothing twice
+
+
+def test_a_tracked_run_without_mlflow_is_refused_before_it_trains(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if mlflow-skinny were not installed
+    path = tmp_path / "bp.yaml"
+    path.write_text(NODE + f"tracking: {{mlflow: '{(tmp_path / 'mlruns').as_uri()}'}}\n")
+    assert main(["run", str(path), "--local", "--store", f"file://{tmp_path}/store"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["relaytrain: error: MLflow logging needs mlflow-skinny (pip install mlflow-skinny)"]
+    assert not (tmp_path / "store").exists()  # nothing trained, nothing written

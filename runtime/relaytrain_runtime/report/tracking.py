@@ -17,11 +17,18 @@ LOGGED_TAG = "relaytrain.logged_step"
 BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 
-def _client(uri: str):
+def require_mlflow() -> None:
+    """Raise the one-line RelayError when mlflow is not installed (checked before a run starts, not after)."""
     try:
-        from mlflow.tracking import MlflowClient
+        import mlflow.tracking  # noqa: F401
     except ModuleNotFoundError:
         raise RelayError("MLflow logging needs mlflow-skinny (pip install mlflow-skinny)") from None
+
+
+def _client(uri: str):
+    require_mlflow()
+    from mlflow.tracking import MlflowClient
+
     return MlflowClient(tracking_uri=uri)
 
 

@@ -34,6 +34,10 @@ def run(args) -> int:
     if not args.local:
         raise RelayError("relaytrain run needs --local (deployed runs start with `relaytrain launch`)")
     store = args.store or (pathlib.Path.cwd() / "runs" / bp.name).as_uri()
+    if bp.tracking.mlflow:  # refused before training, not after it
+        from relaytrain_runtime.report.tracking import require_mlflow
+
+        require_mlflow()
     from relaytrain.localrun import run_local
     from relaytrain.worker import node_environment
 
