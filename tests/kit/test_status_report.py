@@ -183,12 +183,14 @@ def test_no_run_and_bad_arguments_are_one_line(tmp_path):
     assert "no run at" in relaytrain("status", "--store", str(tmp_path)).stderr
 
 
-@pytest.mark.parametrize("verb", ["launch", "status"])
+@pytest.mark.parametrize("verb", ["launch", "status", "report"])
 def test_aws_verbs_on_a_gcp_blueprint_point_at_the_gcp_way(verb):
     out = relaytrain(verb, str(GCP_NODE), env={**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert f"relaytrain {verb} works on deployed AWS stacks only" in out.stderr
-    assert "pulumi up" in out.stderr and "relaytrain status --store $(pulumi stack output store_url)" in out.stderr
+    way = "status" if verb == "launch" else verb
+    assert "pulumi up" in out.stderr and f"relaytrain {way} --store $(pulumi stack output store_url)" in out.stderr
+    assert ("start it with" in out.stderr) == (verb == "launch")
 
 
 def test_version_and_help_name_the_kit():

@@ -15,5 +15,9 @@ def aws_only(blueprint, verb: str, gcp_way: str) -> None:
     if blueprint.cloud == "aws":
         return
     start = GCP_START.get(blueprint.topology, "`pulumi up` (see docs/GCP.md)")
+    if verb == "launch":
+        way = f"start it with {start}, watch it with `{gcp_way}`"
+    else:
+        way = f"read its store with `{gcp_way}` ({start} deploys and starts it)"
     raise RelayError(f"relaytrain {verb} works on deployed AWS stacks only; {blueprint.name} is a {blueprint.cloud} "
-                     f"blueprint: start it with {start}, watch it with `{gcp_way}`")
+                     f"blueprint: {way}")
