@@ -58,8 +58,7 @@ def test_node_writes_tensorboard_events_after_each_commit(live_node):
 
 
 def test_node_logs_each_commit_to_mlflow(live_node):
-    pytest.importorskip("mlflow", reason="MLflow logging is optional: mlflow-skinny (requirements-dev.txt) is missing")
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # mlflow-skinny: requirements-dev.txt
 
     client = MlflowClient(tracking_uri=live_node["mlflow"])
     store = live_node["store"]
@@ -78,3 +77,21 @@ def test_node_without_a_destination_publishes_nothing(tmp_path, monkeypatch):
     assert not LiveLog(str(tmp_path)).enabled
     monkeypatch.setenv("RELAYTRAIN_MLFLOW_URI", "http://127.0.0.1:5000")
     assert LiveLog(str(tmp_path)).enabled
+
+
+def test_a_failing_tracking_server_never_stops_training(tmp_path, capsys, monkeypatch):
+    """Any failure while publishing (here MLflow raising its own exception type) is one warning line."""
+    from relaytrain_runtime.report import live
+
+    class TrackingDown(Exception):
+        pass
+
+    def down(*args, **kwargs):
+        raise TrackingDown("connection refused")
+
+    monkeypatch.setattr("relaytrain_runtime.report.view.load_run", lambda store: store)
+    monkeypatch.setattr("relaytrain_runtime.report.tracking.log_to_mlflow", down)
+    log = live.LiveLog(str(tmp_path), mlflow_uri="http://127.0.0.1:9")
+    log.commit({"gen": 3})
+    assert capsys.readouterr().err.strip() == \
+        "relaytrain: live metrics of gen 3 not published: connection refused"
