@@ -89,6 +89,7 @@ def test_a_failing_tracking_server_never_stops_training(tmp_path, capsys, monkey
     def down(*args, **kwargs):
         raise TrackingDown("connection refused")
 
+    monkeypatch.delenv("RELAYTRAIN_TENSORBOARD_DIR", raising=False)
     monkeypatch.setattr("relaytrain_runtime.report.view.load_run", lambda store: store)
     monkeypatch.setattr("relaytrain_runtime.report.tracking.log_to_mlflow", down)
     log = live.LiveLog(str(tmp_path), mlflow_uri="http://127.0.0.1:9")
