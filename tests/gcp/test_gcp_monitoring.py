@@ -143,3 +143,20 @@ def test_gce_nodes_ship_their_commit_lines_as_json_through_the_ops_agent(graphs)
     for metric in of(graphs["gcp-gpu-spot"], METRIC):
         assert payload_matches(metric.inputs["filter"], line, node_log)
         assert not payload_matches(metric.inputs["filter"], line, "projects/p/logs/syslog")
+
+
+def test_a_failed_ops_agent_install_never_stops_the_boot(tmp_path):
+    """The boot script runs under `set -euo pipefail`: an Ops Agent that cannot be installed (no route to its
+    repository) is one warning, and the node goes on to train."""
+    import subprocess
+
+    from relaytrain.gcp.components import _ops_agent_lines
+
+    for tool, code in (("systemctl", 1), ("curl", 6)):  # not installed; the download fails
+        (tmp_path / tool).write_text(f"#!/bin/sh\nexit {code}\n")
+        (tmp_path / tool).chmod(0o755)
+    install = _ops_agent_lines()[0]
+    done = subprocess.run(["bash", "-c", f"set -euo pipefail\n{install}\necho training"], capture_output=True,
+                          text=True, cwd=tmp_path, env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert done.returncode == 0 and done.stdout == "training\n"
+    assert "relaytrain: warning: Ops Agent not installed" in done.stderr

@@ -298,7 +298,8 @@ def _ops_agent_lines() -> list[str]:
     """Boot-script lines: install the Ops Agent if the image lacks it, give it `ops_agent_config`, restart it."""
     return [
         "systemctl list-unit-files google-cloud-ops-agent.service >/dev/null 2>&1 || "
-        f"(curl -sSfO {OPS_AGENT_REPO_SCRIPT} && bash add-google-cloud-ops-agent-repo.sh --also-install)",
+        f"(curl -sSfO {OPS_AGENT_REPO_SCRIPT} && bash add-google-cloud-ops-agent-repo.sh --also-install) || "
+        "echo 'relaytrain: warning: Ops Agent not installed; commit lines stay on the serial console' >&2",
         f"mkdir -p {NODE_LOG_FILE.rsplit('/', 1)[0]} /etc/google-cloud-ops-agent",
         f"cat > {OPS_AGENT_CONFIG} <<'OPSAGENT'\n{ops_agent_config()}OPSAGENT",
         "systemctl restart google-cloud-ops-agent || true  # telemetry: never stops training",
