@@ -4,11 +4,13 @@ Three phases, each one handler invocation (op `preprocess`), so a Step Functions
 or a Cloud Workflows parallel loop runs the middle one once per object:
 
     {"op": "preprocess", "phase": "plan", "store": DATASET_URL, "source": RAW_URL, "vocab_size": 4096,
-     "format"?: text|jsonl|parquet|hf, "field"?: NAME, "tokenizer"?: bpe|PATH, "val_fraction"?: 0.01,
-     "val_source"?: URL, "suffix"?: ".txt", "sample_bytes"?: N}
+     "format"?: text|jsonl|parquet|hf, "field"?: NAME, "tokenizer"?: bpe|pretrained|URL, "val_fraction"?: 0.01,
+     "val_source"?: URL, "suffix"?: ".txt", "sample_bytes"?: N, "run_store"?: RUN_URL}
         fixes the settings (`data/prepare.json`, created once, so racing plans agree or fail), writes
-        the tokenizer (a BPE trained on the first `sample_bytes` of train documents in key order, or
-        the one given) and returns `items`: one `shard` event per source object, ready to be mapped.
+        the tokenizer (a BPE trained on the first `sample_bytes` of train documents in key order, the
+        tokenizer.json given, or for `pretrained` the tokenizer of the pretrained base stored in the run
+        at `run_store`, confined by store.confine.check_run_store) and returns `items`: one `shard`
+        event per source object, ready to be mapped.
     {"op": "preprocess", "phase": "shard", "store", "source", "key": "books/a.jsonl"}
         tokenizes one object's documents and writes, per split it has documents of,
         `data/parts/<id>-<split>.bin` (flat uint16/uint32 ids, each document followed by end-of-text),
@@ -40,8 +42,18 @@ from relaytrain_runtime.contract.events import BadEvent, field
 from relaytrain_runtime.contract.keys import PARTS_PREFIX, PREPARE_KEY, TOKENIZER_KEY
 from relaytrain_runtime.data.build import MANIFEST_FORMAT, DataError, train_tokenizer, write_manifest
 from relaytrain_runtime.data.sources import FORMATS, detect, open_source, records, select
-from relaytrain_runtime.data.tokens import Tok, dtype_for, encode_texts, load_given, load_stored, render_chat, save
-from relaytrain_runtime.store import NotFound, check_source, open_store
+from relaytrain_runtime.data.tokens import (
+    PRETRAINED,
+    Tok,
+    dtype_for,
+    encode_texts,
+    load_base,
+    load_given,
+    load_stored,
+    render_chat,
+    save,
+)
+from relaytrain_runtime.store import NotFound, check_run_store, check_source, open_store
 
 DEFAULT_SAMPLE_BYTES = 20_000_000
 DEFAULT_VAL_FRACTION = 0.01
@@ -94,10 +106,17 @@ def _fix_settings(store, wanted: dict) -> dict:
 
 def plan(store_url: str, source_url: str, vocab_size: int, sample_bytes: int = DEFAULT_SAMPLE_BYTES,
          suffix: str = "", fmt: str | None = None, field_name: str | None = None, tokenizer: str = "bpe",
-         val_fraction: float = DEFAULT_VAL_FRACTION, val_source: str | None = None) -> dict:
+         val_fraction: float = DEFAULT_VAL_FRACTION, val_source: str | None = None, model: Tok | None = None) -> dict:
+    """model: for tokenizer `pretrained`, the pretrained model's tokenizer (tokens.load_model / load_base)."""
+    if (tokenizer == PRETRAINED) != (model is not None):
+        raise DataError("tokenizer 'pretrained' needs the pretrained model the run starts from (--init-from DIR)"
+                        if model is None else f"a pretrained model's tokenizer is used only with tokenizer "
+                        f"'{PRETRAINED}', not {tokenizer!r}")
     store = open_store(store_url)
     source, keys, found = _objects(source_url, fmt, suffix)
     wanted = settings(source.url, found, field_name, tokenizer, val_fraction, val_source, suffix, vocab_size)
+    if model is not None:
+        wanted["model"] = model.where
     items = [{"op": "preprocess", "phase": "shard", "store": store_url, "source": source.url, "key": k} for k in keys]
     if val_source:
         vstore, vkeys, wanted["val_format"] = _objects(val_source, fmt, suffix)
@@ -106,7 +125,7 @@ def plan(store_url: str, source_url: str, vocab_size: int, sample_bytes: int = D
                   for k in vkeys]
     tok = None
     if not store.exists(TOKENIZER_KEY):
-        tok = _train(source, keys, wanted, sample_bytes) if tokenizer == "bpe" else load_given(tokenizer)
+        tok = model or (_train(source, keys, wanted, sample_bytes) if tokenizer == "bpe" else load_given(tokenizer))
         tok.eos_id  # noqa: B018 (refuse a tokenizer without end-of-text before anything is written)
     _fix_settings(store, wanted)
     if tok is not None:
@@ -243,7 +262,8 @@ def manifest(store_url: str) -> dict:
                        "objects": len(records_), "val": held_out, "val_fraction": conf["val_fraction"],
                        "val_source": conf.get("val_source"), "tokenizer": conf["tokenizer"],
                        "documents": documents,
-                       "instruction": any("mask" in e for v in splits.values() for e in v)},
+                       "instruction": any("mask" in e for v in splits.values() for e in v),
+                       **({"model": conf["model"]} if "model" in conf else {})},
             "splits": splits}
     write_manifest(store, data)
     return {"phase": "manifest", "store": store.url, "objects": len(records_),
@@ -274,10 +294,13 @@ def preprocess_op(event: dict, deadline: float) -> dict:
         for location in (
             args["source_url"],
             args["val_source"],
-            None if args["tokenizer"] == "bpe" else args["tokenizer"],
+            None if args["tokenizer"] in ("bpe", PRETRAINED) else args["tokenizer"],
         ):
             if location is not None:
                 check_source(location)
+        if args["tokenizer"] == PRETRAINED:  # the run's own base, in its store (never a model path from the event)
+            run_store = field(event, "run_store", str, required=True)
+            args["model"] = load_base(open_store(check_run_store(run_store)))
         return plan(event["store"], **args)
     if phase == "shard":
         source, key = field(event, "source", str, required=True), field(event, "key", str, required=True)

@@ -33,8 +33,10 @@ def add_prepare_options(p) -> None:
                    help="source format (default: detected from the keys)")
     p.add_argument("--field", default=None, help="record field / column of the text (default: text, messages, "
                                                  "or prompt+response)")
-    p.add_argument("--tokenizer", default="bpe", help="'bpe' (train one; default), a tokenizer.json, or a "
-                                                      "pretrained model directory")
+    p.add_argument("--tokenizer", default="bpe", help="'bpe' (train one; default), 'pretrained' (the --init-from "
+                                                      "model's own), a tokenizer.json, or a model directory")
+    p.add_argument("--init-from", default=None, metavar="DIR",
+                   help="the pretrained model the run starts from (path or URL), for --tokenizer pretrained")
     p.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary (<= the model's; default 4096)")
     p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
                    help=f"share of documents held out for validation (default {DEFAULT_VAL_FRACTION})")
@@ -57,13 +59,14 @@ def prepare(args, fresh: bool = True) -> dict:
 
     if args.vocab_size < 259 or args.sample_bytes < 1 or args.workers < 1:
         raise RelayError("--vocab-size must be >= 259, --sample-bytes and --workers >= 1")
+    model = pretrained_tokenizer(args)
     store = open_store(args.store)
     if fresh and store.exists(MANIFEST_KEY):
         raise RelayError(f"{store.url} already holds a dataset ({MANIFEST_KEY}); prepare into another --store")
     before = set(store.list(DATA_PREFIX))
     try:
         planned = plan(args.store, args.source, args.vocab_size, args.sample_bytes, args.suffix, args.format,
-                       args.field, args.tokenizer, args.val_fraction, args.val_source)
+                       args.field, args.tokenizer, args.val_fraction, args.val_source, model)
         print(f"tokenizing {planned['count']} objects from {args.source}", file=sys.stderr)
         with ThreadPoolExecutor(args.workers) as pool:
             list(pool.map(lambda item: shard(item["store"], item["source"], item["key"]), planned["items"]))
@@ -72,6 +75,21 @@ def prepare(args, fresh: bool = True) -> dict:
         for key in set(store.list(DATA_PREFIX)) - before:  # nothing half-written: the store is as it was
             store.delete(key)
         raise
+
+
+def pretrained_tokenizer(args):
+    """For --tokenizer pretrained, the tokenizer of the --init-from model (checked before anything is written)."""
+    from relaytrain_runtime import RelayError
+    from relaytrain_runtime.data.tokens import PRETRAINED, load_model
+
+    if args.tokenizer != PRETRAINED:
+        if args.init_from:
+            raise RelayError(f"--init-from is used only with --tokenizer {PRETRAINED}, got --tokenizer {args.tokenizer}")
+        return None
+    if not args.init_from:
+        raise RelayError(f"--tokenizer {PRETRAINED} uses the tokenizer of the model the run starts from: add "
+                         "--init-from DIR (the pretrained model directory or URL)")
+    return load_model(args.init_from)
 
 
 def inspect(url: str) -> dict:
