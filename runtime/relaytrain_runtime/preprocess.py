@@ -3,7 +3,7 @@
 Three phases, each one handler invocation (op `preprocess`), so a Step Functions Distributed Map
 or a Cloud Workflows parallel loop runs the middle one once per object:
 
-    {"op": "preprocess", "phase": "plan", "store": DATASET_URL, "source": RAW_URL, "vocab_size": 4096,
+    {"op": "preprocess", "phase": "plan", "store": DATASET_URL, "source": RAW_URL, "vocab_size"?: 4096,
      "format"?: text|jsonl|parquet|hf, "field"?: NAME, "tokenizer"?: bpe|pretrained|URL, "val_fraction"?: 0.01,
      "val_source"?: URL, "suffix"?: ".txt", "sample_bytes"?: N, "run_store"?: RUN_URL}
         fixes the settings (`data/prepare.json`, created once, so racing plans agree or fail), writes
@@ -40,10 +40,18 @@ import numpy as np
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.contract.events import BadEvent, field
 from relaytrain_runtime.contract.keys import PARTS_PREFIX, PREPARE_KEY, TOKENIZER_KEY
+from relaytrain_runtime.contract.prepare import (
+    BPE,
+    DEFAULT_SAMPLE_BYTES,
+    DEFAULT_VAL_FRACTION,
+    DEFAULT_VOCAB_SIZE,
+    MIN_VOCAB_SIZE,
+    PRETRAINED,
+    val_fraction_problem,
+)
 from relaytrain_runtime.data.build import MANIFEST_FORMAT, DataError, train_tokenizer, write_manifest
 from relaytrain_runtime.data.sources import FORMATS, detect, open_source, records, select
 from relaytrain_runtime.data.tokens import (
-    PRETRAINED,
     Tok,
     dtype_for,
     encode_texts,
@@ -55,8 +63,6 @@ from relaytrain_runtime.data.tokens import (
 )
 from relaytrain_runtime.store import NotFound, check_run_store, check_source, open_store
 
-DEFAULT_SAMPLE_BYTES = 20_000_000
-DEFAULT_VAL_FRACTION = 0.01
 MIN_VAL_SHARE = 0.05  # a tail hold-out takes at least this share of the tokens
 MIN_VAL_TOKENS = 4096  # held-out documents with fewer tokens than this (a few eval windows) go back to train
 ENCODE_BATCH = 512  # documents handed to the tokenizer's batch encoder at once
@@ -79,8 +85,8 @@ def settings(source_url: str, fmt: str | None, field_name: str | None, tokenizer
              val_source: str | None, suffix: str, vocab_size: int) -> dict:
     if fmt is not None and fmt not in FORMATS:
         raise DataError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if not 0.0 <= val_fraction < 1.0:
-        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if val_fraction_problem(val_fraction):
+        raise DataError(f"val_fraction {val_fraction_problem(val_fraction)}")
     return {"source": source_url, "format": fmt, "field": field_name, "tokenizer": tokenizer,
             "val_fraction": val_fraction, "val_source": val_source, "suffix": suffix, "vocab_size": vocab_size}
 
@@ -285,16 +291,16 @@ def preprocess_op(event: dict, deadline: float) -> dict:
     phase = field(event, "phase", str, "shard" if "key" in event else None, required="key" not in event)
     if phase == "plan":
         args = dict(source_url=field(event, "source", str, required=True),
-                    vocab_size=field(event, "vocab_size", int, 4096, minimum=259),
+                    vocab_size=field(event, "vocab_size", int, DEFAULT_VOCAB_SIZE, minimum=MIN_VOCAB_SIZE),
                     sample_bytes=field(event, "sample_bytes", int, DEFAULT_SAMPLE_BYTES, minimum=1),
                     suffix=field(event, "suffix", str, ""), fmt=field(event, "format", str),
-                    field_name=field(event, "field", str), tokenizer=field(event, "tokenizer", str, "bpe"),
+                    field_name=field(event, "field", str), tokenizer=field(event, "tokenizer", str, BPE),
                     val_fraction=float(field(event, "val_fraction", (int, float), DEFAULT_VAL_FRACTION)),
                     val_source=field(event, "val_source", str))
         for location in (
             args["source_url"],
             args["val_source"],
-            None if args["tokenizer"] in ("bpe", PRETRAINED) else args["tokenizer"],
+            None if args["tokenizer"] in (BPE, PRETRAINED) else args["tokenizer"],
         ):
             if location is not None:
                 check_source(location)

@@ -265,11 +265,16 @@ def test_default_gpu_node_is_p3_on_demand_with_metrics_and_budget_stop(t, aws_bl
 
 
 # -- hybrid ---------------------------------------------------------------------------------
-def test_hybrid_pipeline_fans_out_trains_on_gpu_and_evaluates(t):
+def test_hybrid_pipeline_fans_out_trains_on_gpu_and_evaluates(t, aws_blueprints):
+    from relaytrain.worker import preparation
+
     states = definition(t("test-hybrid"))["States"]
     plan = states["PlanPreprocess"]["Parameters"]["Payload"]
     assert plan["op"] == "preprocess" and plan["phase"] == "plan"
     assert plan["source"].endswith("/raw/") and plan["store"].endswith("/data/test-hybrid")
+    # the blueprint's dataset: settings, through the one translation (relaytrain.worker.preparation)
+    assert {k: v for k, v in plan.items() if k not in ("op", "phase", "source", "store")} == preparation(
+        aws_blueprints["test-hybrid"]) == {"tokenizer": "bpe", "vocab_size": 2048, "val_fraction": 0.05}
     pre = states["Preprocess"]
     assert pre["Type"] == "Map" and pre["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
     assert pre["ItemsPath"] == "$.plan.status.items" and pre["MaxConcurrency"] == 16

@@ -31,7 +31,6 @@ from relaytrain_runtime.data.build import EOS, MASK, PAD, DataError
 from relaytrain_runtime.store import NotFound, Store, open_store
 
 CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "chat_template.json")
-PRETRAINED = "pretrained"  # --tokenizer pretrained: the model's own tokenizer
 
 
 @dataclass

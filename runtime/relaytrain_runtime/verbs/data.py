@@ -10,7 +10,15 @@ from __future__ import annotations
 import json
 import sys
 
-from relaytrain_runtime.preprocess import DEFAULT_SAMPLE_BYTES, DEFAULT_VAL_FRACTION
+from relaytrain_runtime.contract.prepare import (
+    BPE,
+    DEFAULT_SAMPLE_BYTES,
+    DEFAULT_VAL_FRACTION,
+    DEFAULT_VOCAB_SIZE,
+    FORMATS,
+    MIN_VOCAB_SIZE,
+    PRETRAINED,
+)
 
 SAMPLE_TOKENS = 64
 
@@ -29,15 +37,16 @@ def add_arguments(parser) -> dict:
 
 
 def add_prepare_options(p) -> None:
-    p.add_argument("--format", choices=("text", "jsonl", "parquet", "hf"), default=None,
+    p.add_argument("--format", choices=FORMATS, default=None,
                    help="source format (default: detected from the keys)")
     p.add_argument("--field", default=None, help="record field / column of the text (default: text, messages, "
                                                  "or prompt+response)")
-    p.add_argument("--tokenizer", default="bpe", help="'bpe' (train one; default), 'pretrained' (the --init-from "
-                                                      "model's own), a tokenizer.json, or a model directory")
+    p.add_argument("--tokenizer", default=BPE, help=f"'{BPE}' (train one; default), '{PRETRAINED}' (the "
+                                                    "--init-from model's own), a tokenizer.json, or a model directory")
     p.add_argument("--init-from", default=None, metavar="DIR",
                    help="the pretrained model the run starts from (path or URL), for --tokenizer pretrained")
-    p.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary (<= the model's; default 4096)")
+    p.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE,
+                   help=f"BPE vocabulary (<= the model's; default {DEFAULT_VOCAB_SIZE})")
     p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
                    help=f"share of documents held out for validation (default {DEFAULT_VAL_FRACTION})")
     p.add_argument("--val-source", default=None, help="a separate source for the validation split")
@@ -57,8 +66,8 @@ def prepare(args, fresh: bool = True) -> dict:
     from relaytrain_runtime.preprocess import manifest, plan, shard
     from relaytrain_runtime.store import open_store
 
-    if args.vocab_size < 259 or args.sample_bytes < 1 or args.workers < 1:
-        raise RelayError("--vocab-size must be >= 259, --sample-bytes and --workers >= 1")
+    if args.vocab_size < MIN_VOCAB_SIZE or args.sample_bytes < 1 or args.workers < 1:
+        raise RelayError(f"--vocab-size must be >= {MIN_VOCAB_SIZE}, --sample-bytes and --workers >= 1")
     model = pretrained_tokenizer(args)
     store = open_store(args.store)
     if fresh and store.exists(MANIFEST_KEY):
@@ -80,11 +89,11 @@ def prepare(args, fresh: bool = True) -> dict:
 def pretrained_tokenizer(args):
     """For --tokenizer pretrained, the tokenizer of the --init-from model (checked before anything is written)."""
     from relaytrain_runtime import RelayError
-    from relaytrain_runtime.data.tokens import PRETRAINED, load_model
+    from relaytrain_runtime.data.tokens import load_model
 
     if args.tokenizer != PRETRAINED:
         if args.init_from:
-            raise RelayError(f"--init-from is used only with --tokenizer {PRETRAINED}, got --tokenizer {args.tokenizer}")
+            raise RelayError(f"--init-from is used only with --tokenizer {PRETRAINED}, not {args.tokenizer}")
         return None
     if not args.init_from:
         raise RelayError(f"--tokenizer {PRETRAINED} uses the tokenizer of the model the run starts from: add "

@@ -9,6 +9,7 @@ Preparing needs numpy and tokenizers (pyarrow / datasets for those formats), nev
 from __future__ import annotations
 
 from relaytrain_runtime import RelayError
+from relaytrain_runtime.contract.prepare import PRETRAINED
 from relaytrain_runtime.verbs import data as runtime_data
 
 
@@ -18,8 +19,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from relaytrain_runtime.data.tokens import PRETRAINED
-
     if args.action == "prepare" and args.blueprint:
         from relaytrain.blueprint import BlueprintError, load
         from relaytrain.blueprint.dataset import dataset_problems
