@@ -16,6 +16,8 @@ or a Cloud Workflows parallel loop runs the middle one once per object:
         `data/parts/<id>-<split>.bin` (flat uint16/uint32 ids, each document followed by end-of-text),
         for instruction data `data/parts/<id>-<split>.mask` (uint8, 1 = loss on that token), then the
         object's record `data/parts/<id>.json` (last). Idempotent: a retry writes the same bytes.
+        (`shard_objects(store, source, keys)` does several objects in one call, the tokenizer loaded
+        once and their documents encoded together, writing the same parts: `data prepare` uses it.)
     {"op": "preprocess", "phase": "manifest", "store"}
         collects the records into `data/manifest.json` (the format `data.open_dataset` reads), last.
 
@@ -168,57 +170,84 @@ def _read_settings(store) -> dict:
         raise RelayError(f"{store.url}/{PREPARE_KEY} does not exist; run the 'plan' phase first") from None
 
 
-def _encode_object(tok: Tok, source, key: str, conf: dict, forced: str | None) -> dict[str, list]:
-    """Per split: list of (ids, mask or None) per document, in record order."""
-    out: dict[str, list] = {"train": [], "val": []}
-    fmt = conf["val_format"] if forced == "val" else conf["format"]
-    pending: list[tuple[str, str]] = []
+class _Objects:
+    """Tokenizes the documents of several objects of one source, text documents of all of them together in
+    `encode_batch` calls of up to ENCODE_BATCH documents (a text folder has one document per object), and
+    writes each object's part as soon as all its documents are encoded. Every document is encoded alone
+    whatever its batch, so an object's part is the same bytes however the objects are grouped."""
 
-    def flush():
-        for (split, _), ids in zip(pending, encode_texts(tok, [t for _, t in pending]), strict=True):
-            out[split].append((ids, None))
-        pending.clear()
+    def __init__(self, store, tok: Tok, conf: dict, source, source_url: str, forced: str | None):
+        self.store, self.tok, self.conf, self.source, self.source_url = store, tok, conf, source, source_url
+        self.fmt = conf["val_format"] if forced == "val" else conf["format"]
+        self.forced = forced
+        self.pending: list[tuple[list, str]] = []  # (the document's slot, its text)
+        self.open: list[tuple[str, dict]] = []  # objects read, in order, not yet written: (key, split -> slots)
+        self.done: list[dict] = []
 
-    for i, (where, doc) in enumerate(records(source, key, fmt, conf["field"])):
-        split = forced or ("val" if is_val(key, i, conf["val_fraction"]) else "train")
-        if isinstance(doc, str):
-            pending.append((split, doc))
-            if len(pending) >= ENCODE_BATCH:
-                flush()
-        else:
-            flush()
-            out[split].append(render_chat(tok, doc, where))
-    flush()
-    return out
+    def add(self, key: str) -> None:
+        docs: dict[str, list] = {"train": [], "val": []}
+        for i, (where, doc) in enumerate(records(self.source, key, self.fmt, self.conf["field"])):
+            split = self.forced or ("val" if is_val(key, i, self.conf["val_fraction"]) else "train")
+            slot = [None]
+            docs[split].append(slot)
+            if isinstance(doc, str):
+                self.pending.append((slot, doc))
+                if len(self.pending) >= ENCODE_BATCH:
+                    self.flush()
+            else:
+                slot[0] = render_chat(self.tok, doc, where)
+        self.open.append((key, docs))
+
+    def flush(self) -> None:
+        """Encode the pending documents, then write every object whose documents are all encoded."""
+        if self.pending:
+            for (slot, _), ids in zip(self.pending, encode_texts(self.tok, [t for _, t in self.pending]),
+                                      strict=True):
+                slot[0] = (ids, None)
+            self.pending.clear()
+        for key, docs in self.open:
+            self.done.append(self._write(key, {split: [slot[0] for slot in slots] for split, slots in docs.items()}))
+        self.open.clear()
+
+    def _write(self, key: str, docs: dict[str, list]) -> dict:
+        """The object's part: per split its ids (and mask), then its record (last: the part exists)."""
+        store, dtype, pid = self.store, dtype_for(self.tok.vocab_size), part_id(self.source_url, key)
+        record = {"key": key, "source": self.source_url, "dtype": dtype, "splits": {}}
+        for split, items in docs.items():
+            if not items:
+                continue
+            ids = np.concatenate([d[0] for d in items]).astype(dtype)
+            entry = {"name": f"{PARTS_PREFIX}{pid}-{split}.bin", "tokens": int(len(ids)), "documents": len(items),
+                     "compression": None}
+            entry["sha256"] = _put(store, entry["name"], ids.tobytes())
+            if any(d[1] is not None for d in items):
+                mask = np.concatenate([d[1] if d[1] is not None else np.ones(len(d[0]), np.uint8) for d in items])
+                entry["mask"] = {"name": f"{PARTS_PREFIX}{pid}-{split}.mask", "compression": None}
+                entry["mask"]["sha256"] = _put(store, entry["mask"]["name"], mask.tobytes())
+            record["splits"][split] = entry
+        store.write(f"{PARTS_PREFIX}{pid}.json", json.dumps(record, sort_keys=True).encode())
+        return {"phase": "shard", "key": key, "documents": {s: e["documents"] for s, e in record["splits"].items()},
+                "tokens": sum(e["tokens"] for e in record["splits"].values())}
 
 
-def shard(store_url: str, source_url: str, key: str) -> dict:
+def shard_objects(store_url: str, source_url: str, keys: list[str]) -> list[dict]:
+    """The shard phase for several objects of one source in one call (the tokenizer and settings loaded once,
+    small documents encoded together); the same parts as one `shard` per key."""
     store = open_store(store_url)
     tok = load_stored(store)
     conf = _read_settings(store)
     if source_url not in (conf["source"], conf.get("val_source")):
         raise BadEvent(f"event field 'source' must be this dataset's source {conf['source']}, got {source_url!r}")
-    source = open_store(source_url)
     forced = "val" if source_url == conf.get("val_source") else ("train" if conf.get("val_source") else None)
-    docs = _encode_object(tok, source, key, conf, forced)
-    dtype = dtype_for(tok.vocab_size)
-    pid = part_id(source_url, key)
-    record = {"key": key, "source": source_url, "dtype": dtype, "splits": {}}
-    for split, items in docs.items():
-        if not items:
-            continue
-        ids = np.concatenate([d[0] for d in items]).astype(dtype)
-        entry = {"name": f"{PARTS_PREFIX}{pid}-{split}.bin", "tokens": int(len(ids)), "documents": len(items),
-                 "compression": None}
-        entry["sha256"] = _put(store, entry["name"], ids.tobytes())
-        if any(d[1] is not None for d in items):
-            mask = np.concatenate([d[1] if d[1] is not None else np.ones(len(d[0]), np.uint8) for d in items])
-            entry["mask"] = {"name": f"{PARTS_PREFIX}{pid}-{split}.mask", "compression": None}
-            entry["mask"]["sha256"] = _put(store, entry["mask"]["name"], mask.tobytes())
-        record["splits"][split] = entry
-    store.write(f"{PARTS_PREFIX}{pid}.json", json.dumps(record, sort_keys=True).encode())  # last: the part exists
-    return {"phase": "shard", "key": key, "documents": {s: e["documents"] for s, e in record["splits"].items()},
-            "tokens": sum(e["tokens"] for e in record["splits"].values())}
+    objects = _Objects(store, tok, conf, open_store(source_url), source_url, forced)
+    for key in keys:
+        objects.add(key)
+    objects.flush()
+    return objects.done
+
+
+def shard(store_url: str, source_url: str, key: str) -> dict:
+    return shard_objects(store_url, source_url, [key])[0]
 
 
 def _put(store, name: str, raw: bytes) -> str:

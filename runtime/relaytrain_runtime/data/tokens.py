@@ -19,6 +19,7 @@ Loss falls on the assistant contents (and the end-of-text after each), nothing e
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -77,12 +78,19 @@ def dtype_for(vocab_size: int) -> str:
 
 
 def _tokenizer_from_str(text: str, where: str):
-    from tokenizers import Tokenizer
-
     try:
-        return Tokenizer.from_str(text)
+        return _parsed(text)
     except Exception as exc:  # tokenizers raises plain Exceptions for bad JSON
         raise DataError(f"{where} is not a tokenizers tokenizer.json ({str(exc).splitlines()[0][:160]})") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(text: str):
+    """A tokenizer.json parsed once per process: the shard phase loads the dataset's for every object, and parsing
+    a BPE's JSON costs more than encoding a small document. Encoding never changes a Tokenizer, so one is shared."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(text)
 
 
 def load_given(spec: str) -> Tok:

@@ -1,13 +1,16 @@
 """`data prepare SOURCE --store URL` and `data inspect URL`: bring a corpus, see what a dataset holds.
 
 `prepare` runs the three preprocess phases (relaytrain_runtime.preprocess) in this process, the
-shard phase on a thread pool. On failure it removes the objects it wrote, so the store holds the
-whole dataset (manifest last) or nothing new.
+shard phase on a thread pool, a group of objects per task (`shard_objects`: small documents, such as
+a text folder's one per file, are encoded together; the parts are the same as one task per object).
+On failure it removes the objects it wrote, so the store holds the whole dataset (manifest last) or
+nothing new.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from relaytrain_runtime.contract.prepare import (
@@ -63,7 +66,7 @@ def prepare(args, fresh: bool = True) -> dict:
 
     from relaytrain_runtime import RelayError
     from relaytrain_runtime.contract.keys import DATA_PREFIX, MANIFEST_KEY
-    from relaytrain_runtime.preprocess import manifest, plan, shard
+    from relaytrain_runtime.preprocess import manifest, plan, shard_objects
     from relaytrain_runtime.store import open_store
 
     if args.vocab_size < MIN_VOCAB_SIZE or args.sample_bytes < 1 or args.workers < 1:
@@ -78,12 +81,27 @@ def prepare(args, fresh: bool = True) -> dict:
                        args.field, args.tokenizer, args.val_fraction, args.val_source, model)
         print(f"tokenizing {planned['count']} objects from {args.source}", file=sys.stderr)
         with ThreadPoolExecutor(args.workers) as pool:
-            list(pool.map(lambda item: shard(item["store"], item["source"], item["key"]), planned["items"]))
+            list(pool.map(lambda group: shard_objects(*group), _groups(planned["items"], args.workers)))
         return manifest(args.store)
     except BaseException:
         for key in set(store.list(DATA_PREFIX)) - before:  # nothing half-written: the store is as it was
             store.delete(key)
         raise
+
+
+def _groups(items: list[dict], workers: int) -> list[tuple[str, str, list[str]]]:
+    """(store, source, keys): the plan's shard events, consecutive objects of one source together, about four
+    groups per worker (so the pool stays busy) of at most ENCODE_BATCH objects."""
+    from relaytrain_runtime.preprocess import ENCODE_BATCH
+
+    size = max(1, min(ENCODE_BATCH, math.ceil(len(items) / (4 * workers))))
+    out: list[tuple[str, str, list[str]]] = []
+    for item in items:
+        if out and out[-1][:2] == (item["store"], item["source"]) and len(out[-1][2]) < size:
+            out[-1][2].append(item["key"])
+        else:
+            out.append((item["store"], item["source"], [item["key"]]))
+    return out
 
 
 def pretrained_tokenizer(args):
