@@ -20,6 +20,7 @@ less a margin, counting what is already cached plus what is free.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -157,7 +158,8 @@ class ShardCache:
         """Return a local path holding the object `key` whose content hashes to `sha256`."""
         final = self.path(sha256)
         if self._good(final, sha256, size, verify):
-            os.utime(final)  # used now (LRU order)
+            with contextlib.suppress(OSError):  # used now (LRU order); a read-only cache just keeps its order
+                os.utime(final)
             return final
         final.parent.mkdir(parents=True, exist_ok=True)
         self.make_room(size or 0, keep=final)
