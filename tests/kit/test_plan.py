@@ -161,3 +161,6 @@ def test_plan_estimates_the_stdlib_epochs_from_its_known_size(stdlib_dataset):
     estimate = plan(spec)
     assert estimate.epochs == pytest.approx(400 * 8 / (train // 64), rel=0.02)  # the built dataset's count
     assert estimate.epochs_basis.startswith("estimated: the stdlib train split's")
+    hybrid = plan(loads("name: demo-run\ncloud: aws\ntopology: hybrid\ngpu: {}\npreprocess: {}\nevaluate: {}\n"
+                        "training: {preset: tiny-gpt, steps: 400, batch_size: 8, seq_len: 64}\n"))
+    assert hybrid.epochs is None and "preprocesses from dataset.raw_prefix" in hybrid.epochs_basis  # not stdlib

@@ -73,16 +73,20 @@ class Plan:
         return asdict(self)
 
 
-def _train_tokens(spec, stated: int | None) -> tuple[int | None, str]:
+def _train_tokens(bp: Blueprint, spec, stated: int | None) -> tuple[int | None, str]:
     """The train split's token count without building or fetching anything, and where it came from: `stated`
     (the caller's), a prepared dataset on this machine (its manifest: shard views), or for stdlib an estimate
-    (its train bytes, known exactly, at the bytes per token its BPE measured). (None, why) otherwise."""
+    (its train bytes, known exactly, at the bytes per token its BPE measured). (None, why) otherwise: a
+    remote dataset, or what a hybrid pipeline preprocesses from its raw prefix."""
     from relaytrain_runtime.data import DataError, read_manifest
     from relaytrain_runtime.data.build import bytes_per_token, stdlib_train_bytes
     from relaytrain_runtime.store import StoreError, open_store
 
     if stated is not None:
         return stated, f"{stated:,} train tokens as stated"
+    if bp.topology == "hybrid" and not spec.dataset.startswith("file://"):
+        return None, (f"the pipeline trains on what it preprocesses from dataset.raw_prefix ({bp.dataset.raw_prefix}); "
+                      "state its train tokens with --train-tokens N")
     if spec.dataset == "stdlib":
         train, rate = stdlib_train_bytes(), bytes_per_token(spec.model.vocab_size)
         return round(train / rate), (f"estimated: the stdlib train split's {train:,} bytes at ~{rate:.2f} bytes per "
@@ -98,11 +102,11 @@ def _train_tokens(spec, stated: int | None) -> tuple[int | None, str]:
         return None, f"{spec.dataset} has no readable manifest ({str(exc)[:120]})"
 
 
-def _epochs(result: Plan, spec, stated: int | None) -> None:
+def _epochs(result: Plan, bp: Blueprint, spec, stated: int | None) -> None:
     """How many epochs the run's steps cover (Plan.epochs, .epochs_basis, a note)."""
     from relaytrain_runtime.data import DataError, epochs
 
-    tokens, basis = _train_tokens(spec, stated)
+    tokens, basis = _train_tokens(bp, spec, stated)
     try:
         result.epochs = None if tokens is None else epochs(spec, tokens)
     except DataError as exc:
@@ -128,7 +132,7 @@ def plan(bp: Blueprint, devices: D.Devices | None = None, hours: float | None = 
                   "", 0.0, 0.0, 0.0, budget_usd=bp.budget_usd, devices=devices.source)
     {"lambda-steps": _lambda_steps, "function-shards": _function_shards, "gpu-node": _gpu_node,
      "hybrid": _hybrid}[bp.topology](result, bp, spec, devices, hours)
-    _epochs(result, spec, train_tokens)
+    _epochs(result, bp, spec, train_tokens)
     result.total_usd = sum(line.usd for line in result.lines)
     if bp.budget_usd is not None:
         result.fits_budget = result.total_usd <= bp.budget_usd
