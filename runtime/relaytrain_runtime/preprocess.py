@@ -3,17 +3,21 @@
 Three phases, each one handler invocation (op `preprocess`), so a Step Functions Distributed Map
 or a Cloud Workflows parallel loop runs the middle one once per object:
 
-    {"op": "preprocess", "phase": "plan", "store": DATASET_URL, "source": RAW_URL, "vocab_size": 4096,
-     "format"?: text|jsonl|parquet|hf, "field"?: NAME, "tokenizer"?: bpe|PATH, "val_fraction"?: 0.01,
-     "val_source"?: URL, "suffix"?: ".txt", "sample_bytes"?: N}
+    {"op": "preprocess", "phase": "plan", "store": DATASET_URL, "source": RAW_URL, "vocab_size"?: 4096,
+     "format"?: text|jsonl|parquet|hf, "field"?: NAME, "tokenizer"?: bpe|pretrained|URL, "val_fraction"?: 0.01,
+     "val_source"?: URL, "suffix"?: ".txt", "sample_bytes"?: N, "run_store"?: RUN_URL}
         fixes the settings (`data/prepare.json`, created once, so racing plans agree or fail), writes
-        the tokenizer (a BPE trained on the first `sample_bytes` of train documents in key order, or
-        the one given) and returns `items`: one `shard` event per source object, ready to be mapped.
+        the tokenizer (a BPE trained on the first `sample_bytes` of train documents in key order, the
+        tokenizer.json given, or for `pretrained` the tokenizer of the pretrained base stored in the run
+        at `run_store`, confined by store.confine.check_run_store) and returns `items`: one `shard`
+        event per source object, ready to be mapped.
     {"op": "preprocess", "phase": "shard", "store", "source", "key": "books/a.jsonl"}
         tokenizes one object's documents and writes, per split it has documents of,
         `data/parts/<id>-<split>.bin` (flat uint16/uint32 ids, each document followed by end-of-text),
         for instruction data `data/parts/<id>-<split>.mask` (uint8, 1 = loss on that token), then the
         object's record `data/parts/<id>.json` (last). Idempotent: a retry writes the same bytes.
+        (`shard_objects(store, source, keys)` does several objects in one call, the tokenizer loaded
+        once and their documents encoded together, writing the same parts: `data prepare` uses it.)
     {"op": "preprocess", "phase": "manifest", "store"}
         collects the records into `data/manifest.json` (the format `data.open_dataset` reads), last.
 
@@ -38,13 +42,29 @@ import numpy as np
 from relaytrain_runtime import RelayError
 from relaytrain_runtime.contract.events import BadEvent, field
 from relaytrain_runtime.contract.keys import PARTS_PREFIX, PREPARE_KEY, TOKENIZER_KEY
+from relaytrain_runtime.contract.prepare import (
+    BPE,
+    DEFAULT_SAMPLE_BYTES,
+    DEFAULT_VAL_FRACTION,
+    DEFAULT_VOCAB_SIZE,
+    MIN_VOCAB_SIZE,
+    PRETRAINED,
+    val_fraction_problem,
+)
 from relaytrain_runtime.data.build import MANIFEST_FORMAT, DataError, train_tokenizer, write_manifest
 from relaytrain_runtime.data.sources import FORMATS, detect, open_source, records, select
-from relaytrain_runtime.data.tokens import Tok, dtype_for, encode_texts, load_given, load_stored, render_chat, save
-from relaytrain_runtime.store import NotFound, check_source, open_store
+from relaytrain_runtime.data.tokens import (
+    Tok,
+    dtype_for,
+    encode_texts,
+    load_base,
+    load_given,
+    load_stored,
+    render_chat,
+    save,
+)
+from relaytrain_runtime.store import NotFound, check_run_store, check_source, open_store
 
-DEFAULT_SAMPLE_BYTES = 20_000_000
-DEFAULT_VAL_FRACTION = 0.01
 MIN_VAL_SHARE = 0.05  # a tail hold-out takes at least this share of the tokens
 MIN_VAL_TOKENS = 4096  # held-out documents with fewer tokens than this (a few eval windows) go back to train
 ENCODE_BATCH = 512  # documents handed to the tokenizer's batch encoder at once
@@ -67,8 +87,8 @@ def settings(source_url: str, fmt: str | None, field_name: str | None, tokenizer
              val_source: str | None, suffix: str, vocab_size: int) -> dict:
     if fmt is not None and fmt not in FORMATS:
         raise DataError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if not 0.0 <= val_fraction < 1.0:
-        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if val_fraction_problem(val_fraction):
+        raise DataError(f"val_fraction {val_fraction_problem(val_fraction)}")
     return {"source": source_url, "format": fmt, "field": field_name, "tokenizer": tokenizer,
             "val_fraction": val_fraction, "val_source": val_source, "suffix": suffix, "vocab_size": vocab_size}
 
@@ -94,10 +114,17 @@ def _fix_settings(store, wanted: dict) -> dict:
 
 def plan(store_url: str, source_url: str, vocab_size: int, sample_bytes: int = DEFAULT_SAMPLE_BYTES,
          suffix: str = "", fmt: str | None = None, field_name: str | None = None, tokenizer: str = "bpe",
-         val_fraction: float = DEFAULT_VAL_FRACTION, val_source: str | None = None) -> dict:
+         val_fraction: float = DEFAULT_VAL_FRACTION, val_source: str | None = None, model: Tok | None = None) -> dict:
+    """model: for tokenizer `pretrained`, the pretrained model's tokenizer (tokens.load_model / load_base)."""
+    if (tokenizer == PRETRAINED) != (model is not None):
+        raise DataError("tokenizer 'pretrained' needs the pretrained model the run starts from (--init-from DIR)"
+                        if model is None else f"a pretrained model's tokenizer is used only with tokenizer "
+                        f"'{PRETRAINED}', not {tokenizer!r}")
     store = open_store(store_url)
     source, keys, found = _objects(source_url, fmt, suffix)
     wanted = settings(source.url, found, field_name, tokenizer, val_fraction, val_source, suffix, vocab_size)
+    if model is not None:
+        wanted["model"] = model.where
     items = [{"op": "preprocess", "phase": "shard", "store": store_url, "source": source.url, "key": k} for k in keys]
     if val_source:
         vstore, vkeys, wanted["val_format"] = _objects(val_source, fmt, suffix)
@@ -106,7 +133,7 @@ def plan(store_url: str, source_url: str, vocab_size: int, sample_bytes: int = D
                   for k in vkeys]
     tok = None
     if not store.exists(TOKENIZER_KEY):
-        tok = _train(source, keys, wanted, sample_bytes) if tokenizer == "bpe" else load_given(tokenizer)
+        tok = model or (_train(source, keys, wanted, sample_bytes) if tokenizer == "bpe" else load_given(tokenizer))
         tok.eos_id  # noqa: B018 (refuse a tokenizer without end-of-text before anything is written)
     _fix_settings(store, wanted)
     if tok is not None:
@@ -143,57 +170,84 @@ def _read_settings(store) -> dict:
         raise RelayError(f"{store.url}/{PREPARE_KEY} does not exist; run the 'plan' phase first") from None
 
 
-def _encode_object(tok: Tok, source, key: str, conf: dict, forced: str | None) -> dict[str, list]:
-    """Per split: list of (ids, mask or None) per document, in record order."""
-    out: dict[str, list] = {"train": [], "val": []}
-    fmt = conf["val_format"] if forced == "val" else conf["format"]
-    pending: list[tuple[str, str]] = []
+class _Objects:
+    """Tokenizes the documents of several objects of one source, text documents of all of them together in
+    `encode_batch` calls of up to ENCODE_BATCH documents (a text folder has one document per object), and
+    writes each object's part as soon as all its documents are encoded. Every document is encoded alone
+    whatever its batch, so an object's part is the same bytes however the objects are grouped."""
 
-    def flush():
-        for (split, _), ids in zip(pending, encode_texts(tok, [t for _, t in pending]), strict=True):
-            out[split].append((ids, None))
-        pending.clear()
+    def __init__(self, store, tok: Tok, conf: dict, source, source_url: str, forced: str | None):
+        self.store, self.tok, self.conf, self.source, self.source_url = store, tok, conf, source, source_url
+        self.fmt = conf["val_format"] if forced == "val" else conf["format"]
+        self.forced = forced
+        self.pending: list[tuple[list, str]] = []  # (the document's slot, its text)
+        self.open: list[tuple[str, dict]] = []  # objects read, in order, not yet written: (key, split -> slots)
+        self.done: list[dict] = []
 
-    for i, (where, doc) in enumerate(records(source, key, fmt, conf["field"])):
-        split = forced or ("val" if is_val(key, i, conf["val_fraction"]) else "train")
-        if isinstance(doc, str):
-            pending.append((split, doc))
-            if len(pending) >= ENCODE_BATCH:
-                flush()
-        else:
-            flush()
-            out[split].append(render_chat(tok, doc, where))
-    flush()
-    return out
+    def add(self, key: str) -> None:
+        docs: dict[str, list] = {"train": [], "val": []}
+        for i, (where, doc) in enumerate(records(self.source, key, self.fmt, self.conf["field"])):
+            split = self.forced or ("val" if is_val(key, i, self.conf["val_fraction"]) else "train")
+            slot = [None]
+            docs[split].append(slot)
+            if isinstance(doc, str):
+                self.pending.append((slot, doc))
+                if len(self.pending) >= ENCODE_BATCH:
+                    self.flush()
+            else:
+                slot[0] = render_chat(self.tok, doc, where)
+        self.open.append((key, docs))
+
+    def flush(self) -> None:
+        """Encode the pending documents, then write every object whose documents are all encoded."""
+        if self.pending:
+            for (slot, _), ids in zip(self.pending, encode_texts(self.tok, [t for _, t in self.pending]),
+                                      strict=True):
+                slot[0] = (ids, None)
+            self.pending.clear()
+        for key, docs in self.open:
+            self.done.append(self._write(key, {split: [slot[0] for slot in slots] for split, slots in docs.items()}))
+        self.open.clear()
+
+    def _write(self, key: str, docs: dict[str, list]) -> dict:
+        """The object's part: per split its ids (and mask), then its record (last: the part exists)."""
+        store, dtype, pid = self.store, dtype_for(self.tok.vocab_size), part_id(self.source_url, key)
+        record = {"key": key, "source": self.source_url, "dtype": dtype, "splits": {}}
+        for split, items in docs.items():
+            if not items:
+                continue
+            ids = np.concatenate([d[0] for d in items]).astype(dtype)
+            entry = {"name": f"{PARTS_PREFIX}{pid}-{split}.bin", "tokens": int(len(ids)), "documents": len(items),
+                     "compression": None}
+            entry["sha256"] = _put(store, entry["name"], ids.tobytes())
+            if any(d[1] is not None for d in items):
+                mask = np.concatenate([d[1] if d[1] is not None else np.ones(len(d[0]), np.uint8) for d in items])
+                entry["mask"] = {"name": f"{PARTS_PREFIX}{pid}-{split}.mask", "compression": None}
+                entry["mask"]["sha256"] = _put(store, entry["mask"]["name"], mask.tobytes())
+            record["splits"][split] = entry
+        store.write(f"{PARTS_PREFIX}{pid}.json", json.dumps(record, sort_keys=True).encode())
+        return {"phase": "shard", "key": key, "documents": {s: e["documents"] for s, e in record["splits"].items()},
+                "tokens": sum(e["tokens"] for e in record["splits"].values())}
 
 
-def shard(store_url: str, source_url: str, key: str) -> dict:
+def shard_objects(store_url: str, source_url: str, keys: list[str]) -> list[dict]:
+    """The shard phase for several objects of one source in one call (the tokenizer and settings loaded once,
+    small documents encoded together); the same parts as one `shard` per key."""
     store = open_store(store_url)
     tok = load_stored(store)
     conf = _read_settings(store)
     if source_url not in (conf["source"], conf.get("val_source")):
         raise BadEvent(f"event field 'source' must be this dataset's source {conf['source']}, got {source_url!r}")
-    source = open_store(source_url)
     forced = "val" if source_url == conf.get("val_source") else ("train" if conf.get("val_source") else None)
-    docs = _encode_object(tok, source, key, conf, forced)
-    dtype = dtype_for(tok.vocab_size)
-    pid = part_id(source_url, key)
-    record = {"key": key, "source": source_url, "dtype": dtype, "splits": {}}
-    for split, items in docs.items():
-        if not items:
-            continue
-        ids = np.concatenate([d[0] for d in items]).astype(dtype)
-        entry = {"name": f"{PARTS_PREFIX}{pid}-{split}.bin", "tokens": int(len(ids)), "documents": len(items),
-                 "compression": None}
-        entry["sha256"] = _put(store, entry["name"], ids.tobytes())
-        if any(d[1] is not None for d in items):
-            mask = np.concatenate([d[1] if d[1] is not None else np.ones(len(d[0]), np.uint8) for d in items])
-            entry["mask"] = {"name": f"{PARTS_PREFIX}{pid}-{split}.mask", "compression": None}
-            entry["mask"]["sha256"] = _put(store, entry["mask"]["name"], mask.tobytes())
-        record["splits"][split] = entry
-    store.write(f"{PARTS_PREFIX}{pid}.json", json.dumps(record, sort_keys=True).encode())  # last: the part exists
-    return {"phase": "shard", "key": key, "documents": {s: e["documents"] for s, e in record["splits"].items()},
-            "tokens": sum(e["tokens"] for e in record["splits"].values())}
+    objects = _Objects(store, tok, conf, open_store(source_url), source_url, forced)
+    for key in keys:
+        objects.add(key)
+    objects.flush()
+    return objects.done
+
+
+def shard(store_url: str, source_url: str, key: str) -> dict:
+    return shard_objects(store_url, source_url, [key])[0]
 
 
 def _put(store, name: str, raw: bytes) -> str:
@@ -243,7 +297,8 @@ def manifest(store_url: str) -> dict:
                        "objects": len(records_), "val": held_out, "val_fraction": conf["val_fraction"],
                        "val_source": conf.get("val_source"), "tokenizer": conf["tokenizer"],
                        "documents": documents,
-                       "instruction": any("mask" in e for v in splits.values() for e in v)},
+                       "instruction": any("mask" in e for v in splits.values() for e in v),
+                       **({"model": conf["model"]} if "model" in conf else {})},
             "splits": splits}
     write_manifest(store, data)
     return {"phase": "manifest", "store": store.url, "objects": len(records_),
@@ -265,19 +320,22 @@ def preprocess_op(event: dict, deadline: float) -> dict:
     phase = field(event, "phase", str, "shard" if "key" in event else None, required="key" not in event)
     if phase == "plan":
         args = dict(source_url=field(event, "source", str, required=True),
-                    vocab_size=field(event, "vocab_size", int, 4096, minimum=259),
+                    vocab_size=field(event, "vocab_size", int, DEFAULT_VOCAB_SIZE, minimum=MIN_VOCAB_SIZE),
                     sample_bytes=field(event, "sample_bytes", int, DEFAULT_SAMPLE_BYTES, minimum=1),
                     suffix=field(event, "suffix", str, ""), fmt=field(event, "format", str),
-                    field_name=field(event, "field", str), tokenizer=field(event, "tokenizer", str, "bpe"),
+                    field_name=field(event, "field", str), tokenizer=field(event, "tokenizer", str, BPE),
                     val_fraction=float(field(event, "val_fraction", (int, float), DEFAULT_VAL_FRACTION)),
                     val_source=field(event, "val_source", str))
         for location in (
             args["source_url"],
             args["val_source"],
-            None if args["tokenizer"] == "bpe" else args["tokenizer"],
+            None if args["tokenizer"] in (BPE, PRETRAINED) else args["tokenizer"],
         ):
             if location is not None:
                 check_source(location)
+        if args["tokenizer"] == PRETRAINED:  # the run's own base, in its store (never a model path from the event)
+            run_store = field(event, "run_store", str, required=True)
+            args["model"] = load_base(open_store(check_run_store(run_store)))
         return plan(event["store"], **args)
     if phase == "shard":
         source, key = field(event, "source", str, required=True), field(event, "key", str, required=True)

@@ -3,6 +3,8 @@
     spec_payload(bp)        the run spec as the JSON object events carry (`"spec"`)
     spec_flags(spec)        the run spec as `relaytrain-runtime init/train` options
     functions_payload(bp)   the function-shards settings as events carry them (`"functions"`)
+    preparation(bp)         the dataset's preparation settings as the preprocess plan event carries them
+    preparation_flags(bp)   the same as `relaytrain-runtime preprocess` options
     cost_per_second(bp)     what one worker of the blueprint's topology costs per second
     node_environment(bp)    environment variables a GPU node runs with (live MLflow logging)
     run_store(root, run)    a run's store URL under a bucket URL (`ROOT/runs/RUN`)
@@ -20,6 +22,7 @@ from relaytrain import prices
 from relaytrain.blueprint import limits as L
 from relaytrain.blueprint.schema import Blueprint
 from relaytrain_runtime import RelayError
+from relaytrain_runtime.contract.prepare import PRETRAINED
 from relaytrain_runtime.pricing import INSTANCE_HOURLY_USD, gcf_cost_per_second, lambda_cost_per_second
 from relaytrain_runtime.report.live import MLFLOW_URI_ENV
 from relaytrain_runtime.shards.config import ShardsConfig
@@ -58,6 +61,25 @@ def functions_payload(bp: Blueprint) -> dict:
     """The run's half of `functions:` as events carry it; the deployment fields (memory, vCPU,
     timeout, instances) stay with the deployment."""
     return shards_config(bp).to_dict()
+
+
+def preparation(bp: Blueprint) -> dict:
+    """`dataset:`'s preparation settings as the preprocess plan event takes them (relaytrain_runtime.preprocess):
+    every one explicit, the vocabulary resolved to the model's when the blueprint leaves it 0, `format` and
+    `field` only when set (else the runtime detects the format and picks the default field)."""
+    d = bp.dataset
+    out = {"tokenizer": d.tokenizer, "vocab_size": d.vocab_size or run_spec(bp).model.vocab_size,
+           "val_fraction": d.val_fraction}
+    out.update({name: getattr(d, name) for name in ("format", "field") if getattr(d, name)})
+    return out
+
+
+def preparation_flags(bp: Blueprint) -> list[str]:
+    """The preparation settings as `relaytrain-runtime preprocess` options (the event's names, dashed), with
+    `--init-from` for a pretrained tokenizer (a local run has the model's directory, not a stored run)."""
+    settings = preparation(bp)
+    flags = [arg for name, value in settings.items() for arg in ("--" + name.replace("_", "-"), str(value))]
+    return flags + (["--init-from", bp.training.init_from] if settings["tokenizer"] == PRETRAINED else [])
 
 
 def round_deadline_s(bp: Blueprint) -> int:

@@ -265,11 +265,39 @@ def test_default_gpu_node_is_p3_on_demand_with_metrics_and_budget_stop(t, aws_bl
 
 
 # -- hybrid ---------------------------------------------------------------------------------
-def test_hybrid_pipeline_fans_out_trains_on_gpu_and_evaluates(t):
+def test_a_pretrained_tokenizer_is_read_from_the_runs_stored_base(tmp_path):
+    """dataset.tokenizer: pretrained -> the plan event names the run's store (never a model path), the preprocess
+    function is confined to the runs prefix (RELAYTRAIN_RUN_PREFIX) and may read objects under it."""
+    from relaytrain.aws.synth import synth_templates
+    from relaytrain.blueprint import loads
+    from relaytrain_runtime.store.confine import RUN_PREFIX_ENV
+
+    bp = loads("name: test-pretok\ncloud: aws\ntopology: hybrid\ngpu: {}\npreprocess: {}\nevaluate: {}\n"
+               "training: {preset: tiny-llama, init_from: 's3://corp/models/tiny', steps: 2}\n"
+               "dataset: {tokenizer: pretrained}\n", "bp.yaml")
+    (path,) = synth_templates([bp], tmp_path)
+    template = Template.from_json(json.loads(path.read_text()))
+    plan = definition(template)["States"]["PlanPreprocess"]["Parameters"]["Payload"]
+    assert plan["tokenizer"] == "pretrained" and plan["run_store.$"] == "$.store"
+    assert not any("init_from" in k or "corp/models" in json.dumps(v) for k, v in plan.items())
+    functions = template.find_resources("AWS::Lambda::Function").values()
+    env = [f["Properties"]["Environment"]["Variables"] for f in functions if "Environment" in f["Properties"]]
+    (prefix,) = [e[RUN_PREFIX_ENV] for e in env if RUN_PREFIX_ENV in e]
+    assert prefix["Fn::Join"][1][0] == "s3://" and prefix["Fn::Join"][1][2] == "/runs/"  # s3://BUCKET/runs/
+    reads = [s for s in statements(template) if s["Action"] == "s3:GetObject" and "/runs/*" in json.dumps(s)]
+    assert reads, "the preprocess role cannot read the run's stored base"
+
+
+def test_hybrid_pipeline_fans_out_trains_on_gpu_and_evaluates(t, aws_blueprints):
+    from relaytrain.worker import preparation
+
     states = definition(t("test-hybrid"))["States"]
     plan = states["PlanPreprocess"]["Parameters"]["Payload"]
     assert plan["op"] == "preprocess" and plan["phase"] == "plan"
     assert plan["source"].endswith("/raw/") and plan["store"].endswith("/data/test-hybrid")
+    # the blueprint's dataset: settings, through the one translation (relaytrain.worker.preparation)
+    assert {k: v for k, v in plan.items() if k not in ("op", "phase", "source", "store")} == preparation(
+        aws_blueprints["test-hybrid"]) == {"tokenizer": "bpe", "vocab_size": 2048, "val_fraction": 0.05}
     pre = states["Preprocess"]
     assert pre["Type"] == "Map" and pre["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
     assert pre["ItemsPath"] == "$.plan.status.items" and pre["MaxConcurrency"] == 16

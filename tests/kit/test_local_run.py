@@ -102,3 +102,33 @@ def test_function_shards_runs_through_the_shards_runner(tmp_path, capsys):
                 + 3 * prices.price("gcf.request").usd + 6 * prices.price("workflows.step").usd)
     assert summary["cloud_cost_usd"] == pytest.approx(expected)
     assert "Cloud Workflows steps" in captured.err
+
+
+def test_hybrid_preprocessing_reads_the_blueprints_format_and_field(tmp_path):
+    import sysconfig
+    from pathlib import Path
+
+    from relaytrain.localrun.hybrid import preprocess_local
+    from relaytrain_runtime.data import read_manifest
+    from relaytrain_runtime.data.tokens import load_stored
+
+    bodies = [p.read_text() for p in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
+              if 3000 < p.stat().st_size < 9000][:12]
+    store = open_store(f"file://{tmp_path}/store")
+    records = "".join(json.dumps({"text": "NOT THIS FIELD", "body": b}) + "\n" for b in bodies)
+    store.write("raw/corpus.jsonl", records.encode())
+    bp = loads("name: local-hybrid\ncloud: aws\ntopology: hybrid\n" + TINY
+               + "dataset: {format: jsonl, field: body, vocab_size: 512, val_fraction: 0}\n"
+               + "preprocess: {memory_mb: 1769}\ngpu: {instance_type: g4dn.xlarge}\nevaluate: {}\n", "bp.yaml")
+    dataset_url, _ = preprocess_local(bp, store.url)
+    ds = open_store(dataset_url)
+    manifest = read_manifest(ds)
+    assert manifest["vocab_size"] == 512 and manifest["corpus"]["format"] == "jsonl"
+    assert manifest["corpus"]["documents"]["train"] == len(bodies)
+    import numpy as np
+
+    views = [(s["name"], s.get("start", 0), s.get("stop", s["tokens"])) for split in ("train", "val")
+             for s in manifest["splits"][split]]
+    ids = np.concatenate([np.frombuffer(ds.read(name), dtype=manifest["dtype"])[a:b] for name, a, b in views])
+    text = load_stored(ds).tokenizer.decode(ids.tolist(), skip_special_tokens=False)
+    assert text == "".join(b + "<|endoftext|>" for b in bodies)  # one record per document, from `body` only

@@ -142,8 +142,28 @@ def test_plan_reports_the_epochs_its_steps_cover_when_the_token_count_is_known(s
     known = plan(loads(f"name: demo-run\ncloud: aws\ntopology: gpu-node\n{training}, dataset: '{url}'}}\n"))
     assert known.epochs == pytest.approx(400 * 8 / (train // 64))  # samples drawn / windows in the train split
     assert any(f"{known.epochs:.3f} epoch(s)" in note for note in known.notes)
-    unknown = plan(loads(f"name: demo-run\ncloud: aws\ntopology: gpu-node\n{training}}}\n"))  # stdlib: not built
-    assert unknown.epochs is None and any("epochs unknown" in note for note in unknown.notes)
+    assert known.epochs_basis == f"{url}'s manifest"
+    remote = (f"name: demo-run\ncloud: aws\ntopology: gpu-node\ndataset: {{bucket: corp}}\n"
+              f"{training}, dataset: 's3://corp/data/x'}}\n")
+    unknown = plan(loads(remote))  # a remote dataset is not read
+    assert unknown.epochs is None and any("epochs unknown" in note and "--train-tokens N" in note
+                                          for note in unknown.notes)
+    assert plan(loads(remote), train_tokens=64_000).epochs == pytest.approx(400 * 8 / 1000)
+
+
+def test_plan_estimates_the_stdlib_epochs_from_its_known_size(stdlib_dataset):
+    from relaytrain_runtime.data import read_manifest
+    from relaytrain_runtime.store import open_store
+
+    train = sum(s["tokens"] for s in read_manifest(open_store(str(stdlib_dataset)))["splits"]["train"])
+    spec = loads("name: demo-run\ncloud: aws\ntopology: gpu-node\n"  # the fixture's corpus and vocabulary
+                 "training: {preset: tiny-gpt, steps: 400, batch_size: 8, seq_len: 64}\n")
+    estimate = plan(spec)
+    assert estimate.epochs == pytest.approx(400 * 8 / (train // 64), rel=0.02)  # the built dataset's count
+    assert estimate.epochs_basis.startswith("estimated: the stdlib train split's")
+    hybrid = plan(loads("name: demo-run\ncloud: aws\ntopology: hybrid\ngpu: {}\npreprocess: {}\nevaluate: {}\n"
+                        "training: {preset: tiny-gpt, steps: 400, batch_size: 8, seq_len: 64}\n"))
+    assert hybrid.epochs is None and "preprocesses from dataset.raw_prefix" in hybrid.epochs_basis  # not stdlib
 
 
 def test_function_shards_lora_exchanges_only_the_adapters():

@@ -154,3 +154,40 @@ def test_prepare_refuses_a_store_that_already_holds_a_dataset(reference, corpus,
     assert open_store(str(reference)).exists(MANIFEST_KEY)
     assert prepare(corpus / "text", reference) == 2
     assert "already holds a dataset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["text", "jsonl"])
+def test_grouped_objects_give_the_bytes_of_one_shard_per_object(corpus, tmp_path, monkeypatch, source):
+    """`data prepare` encodes many objects' documents together (here in batches of 3, so objects straddle
+    batches); the store holds the same bytes as the fan-out's one `shard` per object, and the tokens are
+    those of the tokenizer encoding each document alone."""
+    from tokenizers import Tokenizer
+
+    from relaytrain_runtime import preprocess
+
+    monkeypatch.setattr(preprocess, "ENCODE_BATCH", 3)
+    assert prepare(corpus / source, tmp_path / "grouped", "--val-fraction", "0.2") == 0
+    grouped = open_store(str(tmp_path / "grouped"))
+    tok_json = grouped.read("data/tokenizer.json")
+    (tmp_path / "tok.json").write_bytes(tok_json)
+    planned = preprocess.plan(str(tmp_path / "single"), str(corpus / source), 600, tokenizer=str(tmp_path / "tok.json"),
+                              val_fraction=0.2)
+    for item in planned["items"]:
+        preprocess.shard(item["store"], item["source"], item["key"])
+    preprocess.manifest(str(tmp_path / "single"))
+    single = open_store(str(tmp_path / "single"))
+    parts = [k for k in grouped.list("data/") if not k.startswith("data/prepare")]  # settings name the tokenizer
+    assert parts == [k for k in single.list("data/") if not k.startswith("data/prepare")] and len(parts) > 3
+    assert all(grouped.read(k) == single.read(k) for k in parts if k != "data/manifest.json")
+    ours, theirs = read_manifest(grouped), read_manifest(single)
+    assert ours["splits"] == theirs["splits"] and ours["corpus"]["documents"] == theirs["corpus"]["documents"]
+    tok = Tokenizer.from_str(tok_json.decode())
+    eos = tok.token_to_id("<|endoftext|>")
+    expected = {split: [] for split in ("train", "val")}
+    for i, doc in enumerate(DOCS):
+        key = f"doc-{i:03d}.txt" if source == "text" else "a.jsonl"
+        index = 0 if source == "text" else i
+        expected["val" if preprocess.is_val(key, index, 0.2) else "train"] += tok.encode(doc).ids + [eos]
+    for split, shards in ours["splits"].items():
+        got = np.concatenate([np.frombuffer(grouped.read(s["name"]), dtype=ours["dtype"]) for s in shards])
+        assert got.tolist() == expected[split], split

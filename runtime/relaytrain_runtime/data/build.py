@@ -11,8 +11,11 @@ Building a dataset needs numpy and tokenizers only (no torch).
 
 from __future__ import annotations
 
+import bisect
+import functools
 import hashlib
 import json
+import math
 import sysconfig
 from pathlib import Path
 
@@ -30,6 +33,9 @@ EOS, PAD, MASK = "<|endoftext|>", "<pad>", "<mask>"
 SPECIAL_TOKENS = [EOS, PAD, MASK]  # ids 0, 1, 2
 MASK_KEY = 0x4D4C4D  # stream keys: keep the MLM and eval streams apart from the sampling stream
 EVAL_KEY = 0x4556414C
+# bytes per token of the byte-level BPE trained on the stdlib train split, by vocabulary size (CPython 3.11,
+# the first STDLIB_CAP_BYTES; measured with train_tokenizer + encode_split): what the planner estimates from
+STDLIB_BYTES_PER_TOKEN = ((512, 2.04), (4096, 3.39), (30522, 3.94), (50257, 3.97))
 
 
 class DataError(RelayError):
@@ -56,6 +62,22 @@ def stdlib_files(cap_bytes: int = STDLIB_CAP_BYTES) -> list[tuple[str, str]]:
     if not out:
         raise DataError(f"no Python sources found under {root} for the stdlib corpus; use a prepared dataset URL")
     return out
+
+
+@functools.cache
+def stdlib_train_bytes(cap_bytes: int = STDLIB_CAP_BYTES) -> int:
+    """UTF-8 bytes of the stdlib corpus' train split (read once per process)."""
+    return sum(len(t.encode()) for t in split_files(stdlib_files(cap_bytes))["train"])
+
+
+def bytes_per_token(vocab_size: int) -> float:
+    """STDLIB_BYTES_PER_TOKEN interpolated in log(vocabulary), clamped at its ends."""
+    sizes = [v for v, _ in STDLIB_BYTES_PER_TOKEN]
+    i = bisect.bisect_left(sizes, vocab_size)
+    if i == 0 or i == len(sizes):
+        return STDLIB_BYTES_PER_TOKEN[min(i, len(sizes) - 1)][1]
+    (v0, r0), (v1, r1) = STDLIB_BYTES_PER_TOKEN[i - 1], STDLIB_BYTES_PER_TOKEN[i]
+    return r0 + (r1 - r0) * math.log(vocab_size / v0) / math.log(v1 / v0)
 
 
 def split_files(files: list[tuple[str, str]]) -> dict[str, list[str]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,13 +53,18 @@ def default_cache_dir() -> str:
 
 @dataclass
 class Stream:
-    """One split: shard views fetched and memory-mapped on first use."""
+    """One split: shard views fetched and memory-mapped on first use.
+
+    A mapped shard is held in the cache (never evicted while mapped); with a cache budget the least
+    recently read shards are unmapped and released when the next one would not fit, so a leg reading more
+    shards than the budget holds works through them (refetching a released one when read again)."""
 
     store: Store
     shards: list[dict]
     dtype: str
     cache: ShardCache
-    _maps: dict = field(default_factory=dict)
+    _maps: OrderedDict = field(default_factory=OrderedDict)  # shard -> (tokens, mask, holds, bytes), LRU first
+    _opened: set = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -72,28 +78,79 @@ class Stream:
     @property
     def fetched(self) -> int:
         """How many shards this process has fetched (the rest were never needed)."""
+        return len(self._opened)
+
+    @property
+    def mapped(self) -> int:
+        """How many shards are mapped (held in the cache) now."""
         return len(self._maps)
 
     def _arrays(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
         with self._lock:
-            if i not in self._maps:
-                self._maps[i] = (self._map(self.shards[i], self.dtype, self.shards[i]["tokens"]),
-                                 self._map(self.shards[i]["mask"], "uint8", self.shards[i]["tokens"])
-                                 if "mask" in self.shards[i] else None)
-            return self._maps[i]
+            if i in self._maps:
+                self._maps.move_to_end(i)
+            else:
+                self._release_for(self._bytes(i))
+                self._maps[i] = self._open(i)
+                self._opened.add(i)
+                if self._release_for(0, keep=1):  # its size on disk is known now (a .zst object and its copy)
+                    self.cache.make_room(0)
+            tokens, mask, _, _ = self._maps[i]
+            return tokens, mask
 
-    def _map(self, obj: dict, dtype: str, tokens: int) -> np.ndarray:
+    def _bytes(self, i: int) -> int:
+        """The shard's bytes once mapped: its tokens, and its mask if it has one."""
+        tokens = self.shards[i]["tokens"]
+        return tokens * np.dtype(self.dtype).itemsize + (tokens if "mask" in self.shards[i] else 0)
+
+    def _release_for(self, need: int, keep: int = 0) -> bool:
+        """Unmap and release the least recently read shards (all but the newest `keep`) until `need` more bytes
+        fit the cache's budget; whether any was released."""
+        if self.cache.budget is None:
+            return False
+        held, released = sum(entry[3] for entry in self._maps.values()), False
+        while len(self._maps) > keep and held + need > self.cache.budget:
+            _, (_, _, holds, size) = self._maps.popitem(last=False)
+            for h in holds:
+                h.release()
+            held, released = held - size, True
+        return released
+
+    def _open(self, i: int) -> tuple:
+        shard = self.shards[i]
+        objects = [(shard, self.dtype)] + ([(shard["mask"], "uint8")] if "mask" in shard else [])
+        holds, arrays, size = [], [], 0
         try:
-            path = self.cache.fetch(self.store, obj["name"], obj["sha256"])
+            for obj, dtype in objects:
+                holds.append(self.cache.hold(obj["sha256"]))  # before the fetch: nobody evicts it meanwhile
+                arr, on_disk = self._map(obj, dtype, shard["tokens"])
+                arrays.append(arr)
+                size += on_disk
+        except BaseException:
+            for h in holds:
+                h.release()
+            raise
+        return arrays[0], arrays[1] if len(arrays) > 1 else None, holds, size
+
+    def _map(self, obj: dict, dtype: str, tokens: int) -> tuple[np.ndarray, int]:
+        """The object's tokens memory-mapped, and the bytes it takes in the cache."""
+        raw = tokens * np.dtype(dtype).itemsize
+        zstd = obj.get("compression") == "zstd"
+        try:
+            path = self.cache.fetch(self.store, obj["name"], obj["sha256"], size=None if zstd else raw)
         except StoreError as exc:
             raise DataError(f"{self.store.url}/{obj['name']} is corrupt or unreadable ({exc}); "
                             "rebuild or re-upload the dataset") from None
-        if obj.get("compression") == "zstd":
+        on_disk = os.path.getsize(path)
+        if zstd:
+            if not os.path.exists(f"{path}.raw"):
+                self.cache.make_room(raw, keep=path)
             path = _decompressed(path)
+            on_disk += os.path.getsize(path)
         arr = np.memmap(path, dtype=dtype, mode="r")
         if len(arr) != tokens:
             raise DataError(f"{self.store.url}/{obj['name']} holds {len(arr)} tokens, the manifest says {tokens}")
-        return arr
+        return arr, on_disk
 
     def read(self, start: int, length: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Tokens [start, start + length) of the stream (and their loss mask, if the split has one)."""
@@ -154,7 +211,7 @@ def open_dataset(run_store: Store, spec, cache_dir: str | None = None) -> Datase
     store = dataset_store(run_store, spec)
     manifest = read_manifest(store)
     check_fits(manifest, spec, store.url)
-    cache = ShardCache(cache_dir or default_cache_dir())
+    cache = ShardCache.for_deployment(cache_dir or default_cache_dir())
     splits = {name: Stream(store, shards, manifest["dtype"], cache) for name, shards in manifest["splits"].items()}
     for split in ("train", "val"):
         if split in splits and len(splits[split]) < spec.sequence_length:

@@ -21,11 +21,11 @@ import os
 import tempfile
 from collections.abc import Iterator
 
+from relaytrain_runtime.contract.prepare import FORMATS
 from relaytrain_runtime.data.build import DataError
 from relaytrain_runtime.data.tokens import check_messages
 from relaytrain_runtime.store import Store, open_store
 
-FORMATS = ("text", "jsonl", "parquet", "hf")
 SUFFIXES = {"jsonl": (".jsonl", ".jsonl.zst"), "parquet": (".parquet",), "hf": (".arrow",)}
 BATCH_ROWS = 1024
 

@@ -1,7 +1,9 @@
 """Tokenizers a dataset can use, their special tokens, and the rendering of chat records to (ids, loss mask).
 
-Three kinds (the `--tokenizer` of `relaytrain data prepare`):
+Four kinds (the `--tokenizer` of `relaytrain data prepare`):
 - `bpe` (default): a byte-level BPE trained on a sample of the train documents;
+- `pretrained`: the tokenizer of the pretrained model the run starts from (`load_model`: its directory
+  or URL, `--init-from`; `load_base`: the copy of it in the run's store, base/<sha256>/);
 - a `tokenizer.json` file (path or store URL) of the `tokenizers` library;
 - a pretrained model's directory (its tokenizer.json / tokenizer_config.json / chat template), loaded
   with transformers' AutoTokenizer when a chat template must be rendered.
@@ -17,6 +19,7 @@ Loss falls on the assistant contents (and the end-of-text after each), nothing e
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -75,12 +78,19 @@ def dtype_for(vocab_size: int) -> str:
 
 
 def _tokenizer_from_str(text: str, where: str):
-    from tokenizers import Tokenizer
-
     try:
-        return Tokenizer.from_str(text)
+        return _parsed(text)
     except Exception as exc:  # tokenizers raises plain Exceptions for bad JSON
         raise DataError(f"{where} is not a tokenizers tokenizer.json ({str(exc).splitlines()[0][:160]})") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(text: str):
+    """A tokenizer.json parsed once per process: the shard phase loads the dataset's for every object, and parsing
+    a BPE's JSON costs more than encoding a small document. Encoding never changes a Tokenizer, so one is shared."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(text)
 
 
 def load_given(spec: str) -> Tok:
@@ -99,6 +109,42 @@ def load_given(spec: str) -> Tok:
     if not path.is_file():
         raise DataError(f"tokenizer {spec} does not exist (expected 'bpe', a tokenizer.json or a model directory)")
     return Tok(_tokenizer_from_str(path.read_text(), spec), {}, {}, spec)
+
+
+def _from_files(files: dict[str, bytes], where: str) -> Tok:
+    """A pretrained model's tokenizer from its files (tokenizer.json and those of CONFIG_FILES it has)."""
+    if "tokenizer.json" not in files:
+        raise DataError(f"{where} has no tokenizer.json (a fast tokenizer saved with save_pretrained), so "
+                        "--tokenizer pretrained has nothing to use; use --tokenizer bpe or a tokenizer.json")
+    own = {name: raw for name, raw in files.items() if name in CONFIG_FILES}
+    return Tok(_tokenizer_from_str(files["tokenizer.json"].decode(), f"{where}/tokenizer.json"),
+               _config(own, where), own, where)
+
+
+def load_model(url: str) -> Tok:
+    """The tokenizer of the pretrained model at `url` (a directory: local path, file://, s3:// or gs://)."""
+    store = open_store(url)
+    return _from_files({name: store.read(name) for name in ("tokenizer.json", *CONFIG_FILES) if store.exists(name)},
+                       store.url)
+
+
+def load_base(run_store: Store) -> Tok:
+    """The tokenizer of the pretrained base a run starts from, read from the run's store (its spec names the
+    base by digest; every file is verified against the base's manifest)."""
+    from relaytrain_runtime.contract.keys import SPEC_KEY, base_key
+    from relaytrain_runtime.pretrained import base_files
+    from relaytrain_runtime.spec import RunSpec
+
+    try:
+        spec = RunSpec.from_json(run_store.read(SPEC_KEY))
+    except NotFound:
+        raise DataError(f"{run_store.url} holds no run ({SPEC_KEY}), so it has no pretrained tokenizer; "
+                        "initialise the run first (`relaytrain init --init-from DIR`)") from None
+    if not spec.init_sha256:
+        raise DataError(f"the run at {run_store.url} starts from no pretrained model (its spec has no init_from), "
+                        "so --tokenizer pretrained has no tokenizer; use bpe or a tokenizer.json")
+    where = f"{run_store.url}/{base_key(spec.init_sha256, '')}".rstrip("/")
+    return _from_files(base_files(run_store, spec.init_sha256, only=("tokenizer.json", *CONFIG_FILES)), where)
 
 
 def _load_dir(path: Path) -> Tok:

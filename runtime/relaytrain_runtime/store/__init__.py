@@ -5,9 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from relaytrain_runtime.store.base import NotFound, Store, StoreError
-from relaytrain_runtime.store.confine import check_source, check_url
+from relaytrain_runtime.store.confine import check_run_store, check_source, check_url
 
-__all__ = ["NotFound", "Store", "StoreError", "check_source", "check_url", "open_store"]
+__all__ = ["NotFound", "Store", "StoreError", "check_run_store", "check_source", "check_url", "open_store"]
 
 
 def open_store(url: str) -> Store:

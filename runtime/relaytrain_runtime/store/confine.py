@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from relaytrain_runtime.store.base import StoreError
 
 SOURCE_PREFIX_ENV = "RELAYTRAIN_SOURCE_PREFIX"
+RUN_PREFIX_ENV = "RELAYTRAIN_RUN_PREFIX"  # where preprocess may read a run's pretrained base (--tokenizer pretrained)
 ALLOW_FILE_SOURCES_ENV = "RELAYTRAIN_ALLOW_FILE_SOURCES"
 BUCKET_SCHEMES = ("s3", "gs")
 VIRTUAL_FILESYSTEMS = ("/proc", "/sys", "/dev")
@@ -89,20 +90,29 @@ def _local(url: str) -> str | None:
 
 def check_source(url: str, environ=None) -> str:
     """`url` if this deployment lets preprocess read it; StoreError naming the setting otherwise."""
-    env = os.environ if environ is None else environ
-    check_url(url, "source URL")
-    prefixes = [p.strip() for p in env.get(SOURCE_PREFIX_ENV, "").split(",") if p.strip()]
+    return _confined(url, SOURCE_PREFIX_ENV, "source", os.environ if environ is None else environ)
+
+
+def check_run_store(url: str, environ=None) -> str:
+    """`url` if this deployment lets preprocess read the run there (its pretrained base, for `--tokenizer
+    pretrained`): below RELAYTRAIN_RUN_PREFIX when the deployment sets it; file:// as for sources."""
+    return _confined(url, RUN_PREFIX_ENV, "run store", os.environ if environ is None else environ)
+
+
+def _confined(url: str, prefix_env: str, what: str, env) -> str:
+    check_url(url, f"{what} URL")
+    prefixes = [p.strip() for p in env.get(prefix_env, "").split(",") if p.strip()]
     local = _local(url)
     if local is not None:
         if env.get(ALLOW_FILE_SOURCES_ENV) != "1":
-            raise StoreError(f"source {url!r}: file sources are refused on this deployment (the operator allows them "
-                             f"with {ALLOW_FILE_SOURCES_ENV}=1); use an s3:// or gs:// source")
+            raise StoreError(f"{what} {url!r}: file sources are refused on this deployment (the operator allows them "
+                             f"with {ALLOW_FILE_SOURCES_ENV}=1); use an s3:// or gs:// {what}")
         real = os.path.realpath(local)
         if any(real == v or real.startswith(v + "/") for v in VIRTUAL_FILESYSTEMS):
-            raise StoreError(f"source {url!r}: {real} is a virtual filesystem, never a corpus")
+            raise StoreError(f"{what} {url!r}: {real} is a virtual filesystem, never a corpus")
         url = f"file://{real}"  # a symlink cannot lead outside the prefix
         prefixes = [f"file://{os.path.realpath(_local(p))}" if _local(p) is not None else p for p in prefixes]
     if prefixes and not any(within(url, p) for p in prefixes):
-        raise StoreError(f"source {url!r} is outside this deployment's source prefix ({', '.join(prefixes)}; "
-                         f"set by {SOURCE_PREFIX_ENV})")
+        raise StoreError(f"{what} {url!r} is outside this deployment's {what} prefix ({', '.join(prefixes)}; "
+                         f"set by {prefix_env})")
     return url

@@ -1,16 +1,27 @@
 """`data prepare SOURCE --store URL` and `data inspect URL`: bring a corpus, see what a dataset holds.
 
 `prepare` runs the three preprocess phases (relaytrain_runtime.preprocess) in this process, the
-shard phase on a thread pool. On failure it removes the objects it wrote, so the store holds the
-whole dataset (manifest last) or nothing new.
+shard phase on a thread pool, a group of objects per task (`shard_objects`: small documents, such as
+a text folder's one per file, are encoded together; the parts are the same as one task per object).
+On failure it removes the objects it wrote, so the store holds the whole dataset (manifest last) or
+nothing new.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 
-from relaytrain_runtime.preprocess import DEFAULT_SAMPLE_BYTES, DEFAULT_VAL_FRACTION
+from relaytrain_runtime.contract.prepare import (
+    BPE,
+    DEFAULT_SAMPLE_BYTES,
+    DEFAULT_VAL_FRACTION,
+    DEFAULT_VOCAB_SIZE,
+    FORMATS,
+    MIN_VOCAB_SIZE,
+    PRETRAINED,
+)
 
 SAMPLE_TOKENS = 64
 
@@ -29,13 +40,16 @@ def add_arguments(parser) -> dict:
 
 
 def add_prepare_options(p) -> None:
-    p.add_argument("--format", choices=("text", "jsonl", "parquet", "hf"), default=None,
+    p.add_argument("--format", choices=FORMATS, default=None,
                    help="source format (default: detected from the keys)")
     p.add_argument("--field", default=None, help="record field / column of the text (default: text, messages, "
                                                  "or prompt+response)")
-    p.add_argument("--tokenizer", default="bpe", help="'bpe' (train one; default), a tokenizer.json, or a "
-                                                      "pretrained model directory")
-    p.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary (<= the model's; default 4096)")
+    p.add_argument("--tokenizer", default=BPE, help=f"'{BPE}' (train one; default), '{PRETRAINED}' (the "
+                                                    "--init-from model's own), a tokenizer.json, or a model directory")
+    p.add_argument("--init-from", default=None, metavar="DIR",
+                   help="the pretrained model the run starts from (path or URL), for --tokenizer pretrained")
+    p.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE,
+                   help=f"BPE vocabulary (<= the model's; default {DEFAULT_VOCAB_SIZE})")
     p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
                    help=f"share of documents held out for validation (default {DEFAULT_VAL_FRACTION})")
     p.add_argument("--val-source", default=None, help="a separate source for the validation split")
@@ -52,26 +66,57 @@ def prepare(args, fresh: bool = True) -> dict:
 
     from relaytrain_runtime import RelayError
     from relaytrain_runtime.contract.keys import DATA_PREFIX, MANIFEST_KEY
-    from relaytrain_runtime.preprocess import manifest, plan, shard
+    from relaytrain_runtime.preprocess import manifest, plan, shard_objects
     from relaytrain_runtime.store import open_store
 
-    if args.vocab_size < 259 or args.sample_bytes < 1 or args.workers < 1:
-        raise RelayError("--vocab-size must be >= 259, --sample-bytes and --workers >= 1")
+    if args.vocab_size < MIN_VOCAB_SIZE or args.sample_bytes < 1 or args.workers < 1:
+        raise RelayError(f"--vocab-size must be >= {MIN_VOCAB_SIZE}, --sample-bytes and --workers >= 1")
+    model = pretrained_tokenizer(args)
     store = open_store(args.store)
     if fresh and store.exists(MANIFEST_KEY):
         raise RelayError(f"{store.url} already holds a dataset ({MANIFEST_KEY}); prepare into another --store")
     before = set(store.list(DATA_PREFIX))
     try:
         planned = plan(args.store, args.source, args.vocab_size, args.sample_bytes, args.suffix, args.format,
-                       args.field, args.tokenizer, args.val_fraction, args.val_source)
+                       args.field, args.tokenizer, args.val_fraction, args.val_source, model)
         print(f"tokenizing {planned['count']} objects from {args.source}", file=sys.stderr)
         with ThreadPoolExecutor(args.workers) as pool:
-            list(pool.map(lambda item: shard(item["store"], item["source"], item["key"]), planned["items"]))
+            list(pool.map(lambda group: shard_objects(*group), _groups(planned["items"], args.workers)))
         return manifest(args.store)
     except BaseException:
         for key in set(store.list(DATA_PREFIX)) - before:  # nothing half-written: the store is as it was
             store.delete(key)
         raise
+
+
+def _groups(items: list[dict], workers: int) -> list[tuple[str, str, list[str]]]:
+    """(store, source, keys): the plan's shard events, consecutive objects of one source together, about four
+    groups per worker (so the pool stays busy) of at most ENCODE_BATCH objects."""
+    from relaytrain_runtime.preprocess import ENCODE_BATCH
+
+    size = max(1, min(ENCODE_BATCH, math.ceil(len(items) / (4 * workers))))
+    out: list[tuple[str, str, list[str]]] = []
+    for item in items:
+        if out and out[-1][:2] == (item["store"], item["source"]) and len(out[-1][2]) < size:
+            out[-1][2].append(item["key"])
+        else:
+            out.append((item["store"], item["source"], [item["key"]]))
+    return out
+
+
+def pretrained_tokenizer(args):
+    """For --tokenizer pretrained, the tokenizer of the --init-from model (checked before anything is written)."""
+    from relaytrain_runtime import RelayError
+    from relaytrain_runtime.data.tokens import load_model
+
+    if args.tokenizer != PRETRAINED:
+        if args.init_from:
+            raise RelayError(f"--init-from is used only with --tokenizer {PRETRAINED}, not {args.tokenizer}")
+        return None
+    if not args.init_from:
+        raise RelayError(f"--tokenizer {PRETRAINED} uses the tokenizer of the model the run starts from: add "
+                         "--init-from DIR (the pretrained model directory or URL)")
+    return load_model(args.init_from)
 
 
 def inspect(url: str) -> dict:

@@ -27,9 +27,18 @@ from relaytrain.aws.constructs.step_trainer import HANDLER
 from relaytrain.aws.names import stack_name
 from relaytrain.blueprint.schema import Blueprint, Lambda
 from relaytrain.blueprint.validate import ECR_IMAGE_RE
-from relaytrain.worker import DATA_PREFIX, RUN_PREFIX, node_environment, node_price_flags, run_store, spec_payload
+from relaytrain.worker import (
+    DATA_PREFIX,
+    RUN_PREFIX,
+    node_environment,
+    node_price_flags,
+    preparation,
+    run_store,
+    spec_payload,
+)
 from relaytrain_runtime import RelayError
-from relaytrain_runtime.store.confine import SOURCE_PREFIX_ENV
+from relaytrain_runtime.contract.prepare import PRETRAINED
+from relaytrain_runtime.store.confine import RUN_PREFIX_ENV, SOURCE_PREFIX_ENV
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 RUNTIME_DIR = ROOT / "runtime"  # build context of the runtime image (runtime/Dockerfile)
@@ -229,6 +238,9 @@ class RelaytrainStack(Stack):
         pre_cfg, eval_cfg = bp.preprocess, bp.evaluate
         # the only prefix preprocessing may read sources under (the runtime's store.confine checks events against it)
         sources = {SOURCE_PREFIX_ENV: f"s3://{self.data.bucket.bucket_name}/{bp.dataset.raw_prefix}"}
+        pretrained = bp.dataset.tokenizer == PRETRAINED  # the tokenizer of the run's stored base, read from its store
+        if pretrained:
+            sources[RUN_PREFIX_ENV] = f"s3://{self.data.bucket.bucket_name}/{RUN_PREFIX}"
         preprocess = StageFunction(
             self,
             "Preprocess",
@@ -247,6 +259,8 @@ class RelaytrainStack(Stack):
         dataset = bp.training.dataset if bp.training.dataset.startswith("s3://") else f"s3://{bucket}/{DATA_PREFIX}{self.run_name}"
         self.data.grant_prefix_read(preprocess.function, raw)
         self.data.grant_prefix_read_write(preprocess.function, DATA_PREFIX)
+        if pretrained:
+            self.data.grant_prefix_read(preprocess.function, RUN_PREFIX)
         self.data.grant_prefix_read_write(evaluate.function, RUN_PREFIX)
         self.data.grant_prefix_read(evaluate.function, DATA_PREFIX)
         pipeline = HybridPipeline(
@@ -258,6 +272,7 @@ class RelaytrainStack(Stack):
             source=f"s3://{bucket}/{raw}",
             preprocess=preprocess.function,
             evaluate=evaluate.function,
+            preparation=preparation(bp),
             launch_template=node.launch_template,
             node_role=node.role,
             placement_group=node.placement_group,

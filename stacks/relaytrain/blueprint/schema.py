@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from relaytrain_runtime.contract import prepare
 from relaytrain_runtime.shards.config import ShardsConfig
 from relaytrain_runtime.spec import RunSpec, field_types
 
@@ -110,10 +111,18 @@ class Cache(Strict):
 
 
 class Dataset(Strict):
-    """Where raw text comes from (hybrid preprocessing) and an existing bucket to use, if any."""
+    """Where raw text comes from (hybrid preprocessing), how it is prepared, and an existing bucket to use, if any.
+
+    The preparation settings are those of `relaytrain data prepare` (relaytrain_runtime.contract.prepare holds
+    their values and defaults); the hybrid pipeline's preprocessing applies them (relaytrain.worker)."""
 
     raw_prefix: str = "raw/"  # raw text objects in the bucket, for the hybrid preprocess fan-out
     bucket: str = ""  # existing bucket name; empty = the stack creates one
+    format: Literal[prepare.FORMATS] | None = None  # None = detected from the keys
+    field: str = ""  # the record field / column of the text; "" = text, messages, or prompt+response
+    tokenizer: str = prepare.BPE  # bpe | pretrained (training.init_from's) | s3://BUCKET/RAW_PREFIX.../tokenizer.json
+    vocab_size: int = 0  # a trained BPE's vocabulary; 0 = the model's
+    val_fraction: float = prepare.DEFAULT_VAL_FRACTION
 
 
 class Tracking(Strict):

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from relaytrain.blueprint import limits as L
-from relaytrain.blueprint.dataset import dataset_problems
+from relaytrain.blueprint.dataset import dataset_problems, preparation_problems
 from relaytrain.blueprint.memory import GIB, Memory, checkpoint_bytes, training_memory
 from relaytrain.blueprint.schema import SHARDS_FIELDS, Blueprint, Functions, Gpu, Lambda
 from relaytrain.blueprint.tags import aws_tag_problems
@@ -268,6 +268,7 @@ def check(bp: Blueprint, deployed: bool = False) -> list[Problem]:
             problems.append(((name,), f"is not used by topology {bp.topology} (it takes: {', '.join(wanted)})"))
 
     spec_problems = _training(problems, bp)
+    problems += preparation_problems(bp, None if spec_problems else bp.training.run_spec().model.vocab_size)
     if bp.lambda_ and "lambda" in wanted:
         _lambda(problems, "lambda", bp.lambda_)
     for name in ("preprocess", "evaluate"):

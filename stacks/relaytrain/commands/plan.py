@@ -25,6 +25,9 @@ def add_arguments(parser) -> None:
                         help="plan the first file's training job on every file's topology, side by side")
     parser.add_argument("--chart", default="plan-compare.png", help="--compare: bar chart path (default: %(default)s)")
     parser.add_argument("--hours", type=float, help="price this many hours instead of the FLOP-based estimate")
+    parser.add_argument("--train-tokens", type=int, metavar="N",
+                        help="the train split's token count, for the epochs of a dataset the planner does not read "
+                             "(a remote one; `relaytrain data inspect URL` shows it)")
     parser.add_argument("--calibrate", nargs="?", const=True, default=False, metavar="NODE_STATUS",
                         help="measure real training steps on this machine first and save the per-vCPU throughput; "
                              "given a node's status JSON, save the MFU it measured for its GPU instead")
@@ -40,6 +43,8 @@ def run(args) -> int:
         return 2
     if args.hours is not None and not args.hours > 0:
         raise RelayError(f"--hours must be > 0, got {args.hours:g}")
+    if args.train_tokens is not None and args.train_tokens < 1:
+        raise RelayError(f"--train-tokens must be >= 1, got {args.train_tokens}")
     if isinstance(args.calibrate, str):
         from relaytrain.plan.devices import calibrate_from_node_status
 
@@ -50,7 +55,7 @@ def run(args) -> int:
         calibrate(blueprints[0], args.calibration or calibration_path())
     devices = load_devices(args.calibration)
     if not args.compare:
-        plans = [plan(bp, devices, args.hours) for bp in blueprints]
+        plans = [plan(bp, devices, args.hours, args.train_tokens) for bp in blueprints]
         if args.json:
             print(json.dumps([p.to_dict() for p in plans] if len(plans) > 1 else plans[0].to_dict(), indent=1))
         else:

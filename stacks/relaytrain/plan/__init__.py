@@ -66,25 +66,54 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     devices: str = ""
     epochs: float | None = None  # passes over the train split the steps take; None: its token count is unknown
+    epochs_basis: str = ""  # where the train split's token count came from (manifest, estimate, stated)
     prices_as_of: str = prices.AS_OF
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _epochs(spec) -> float | None:
-    """How many epochs the run's steps cover, when the train split's token count is known without building or
-    fetching anything: a prepared dataset on this machine (its manifest). None for stdlib and remote datasets."""
-    from relaytrain_runtime.data import DataError, epochs, read_manifest
+def _train_tokens(bp: Blueprint, spec, stated: int | None) -> tuple[int | None, str]:
+    """The train split's token count without building or fetching anything, and where it came from: `stated`
+    (the caller's), a prepared dataset on this machine (its manifest: shard views), or for stdlib an estimate
+    (its train bytes, known exactly, at the bytes per token its BPE measured). (None, why) otherwise: a
+    remote dataset, or what a hybrid pipeline preprocesses from its raw prefix."""
+    from relaytrain_runtime.data import DataError, read_manifest
+    from relaytrain_runtime.data.build import bytes_per_token, stdlib_train_bytes
     from relaytrain_runtime.store import StoreError, open_store
 
-    if spec.dataset == "stdlib" or ("://" in spec.dataset and not spec.dataset.startswith("file://")):
-        return None
+    if stated is not None:
+        return stated, f"{stated:,} train tokens as stated"
+    if bp.topology == "hybrid" and not spec.dataset.startswith("file://"):
+        return None, (f"the pipeline trains on what it preprocesses from dataset.raw_prefix ({bp.dataset.raw_prefix}); "
+                      "state its train tokens with --train-tokens N")
+    if spec.dataset == "stdlib":
+        train, rate = stdlib_train_bytes(), bytes_per_token(spec.model.vocab_size)
+        return round(train / rate), (f"estimated: the stdlib train split's {train:,} bytes at ~{rate:.2f} bytes per "
+                                     f"token of a {spec.model.vocab_size:,}-token BPE")
+    if "://" in spec.dataset and not spec.dataset.startswith("file://"):
+        return None, (f"{spec.dataset} is not read by the planner; state its train tokens with --train-tokens N "
+                      "(`relaytrain data inspect URL` shows them)")
     try:
-        manifest = read_manifest(open_store(spec.dataset))
-        return epochs(spec, sum(int(shard["tokens"]) for shard in manifest["splits"]["train"]))
-    except (DataError, StoreError, KeyError, TypeError, ValueError):
-        return None
+        shards = read_manifest(open_store(spec.dataset))["splits"]["train"]
+        return sum(int(s.get("stop", s["tokens"])) - int(s.get("start", 0)) for s in shards), \
+            f"{spec.dataset}'s manifest"
+    except (DataError, StoreError, KeyError, TypeError, ValueError) as exc:
+        return None, f"{spec.dataset} has no readable manifest ({str(exc)[:120]})"
+
+
+def _epochs(result: Plan, bp: Blueprint, spec, stated: int | None) -> None:
+    """How many epochs the run's steps cover (Plan.epochs, .epochs_basis, a note)."""
+    from relaytrain_runtime.data import DataError, epochs
+
+    tokens, basis = _train_tokens(bp, spec, stated)
+    try:
+        result.epochs = None if tokens is None else epochs(spec, tokens)
+    except DataError as exc:
+        basis = str(exc)
+    result.epochs_basis = basis
+    result.notes.append(f"data: the steps cover {result.epochs:.3f} epoch(s) of the train split ({basis})"
+                        if result.epochs is not None else f"data: epochs unknown ({basis})")
 
 
 def _line(plan: Plan, item: str, quantity: float, key: str) -> None:
@@ -92,7 +121,8 @@ def _line(plan: Plan, item: str, quantity: float, key: str) -> None:
     plan.lines.append(Line(item, quantity, p.unit, p.usd, quantity * p.usd, p.source, key))
 
 
-def plan(bp: Blueprint, devices: D.Devices | None = None, hours: float | None = None) -> Plan:
+def plan(bp: Blueprint, devices: D.Devices | None = None, hours: float | None = None,
+         train_tokens: int | None = None) -> Plan:
     devices = devices or D.Devices()
     spec = bp.training.run_spec()
     model = spec.model
@@ -102,10 +132,7 @@ def plan(bp: Blueprint, devices: D.Devices | None = None, hours: float | None = 
                   "", 0.0, 0.0, 0.0, budget_usd=bp.budget_usd, devices=devices.source)
     {"lambda-steps": _lambda_steps, "function-shards": _function_shards, "gpu-node": _gpu_node,
      "hybrid": _hybrid}[bp.topology](result, bp, spec, devices, hours)
-    result.epochs = _epochs(spec)
-    result.notes.append(f"data: the steps cover {result.epochs:.3f} epoch(s) of the train split" if result.epochs
-                        is not None else "data: epochs unknown (the train split's token count is read from a "
-                        "prepared dataset on this machine; stdlib is built at init, a remote one is not read)")
+    _epochs(result, bp, spec, train_tokens)
     result.total_usd = sum(line.usd for line in result.lines)
     if bp.budget_usd is not None:
         result.fits_budget = result.total_usd <= bp.budget_usd

@@ -13,6 +13,7 @@ from constructs import Construct
 
 from relaytrain.aws import nag
 from relaytrain.aws.constructs.core import lambda_task, logged_state_machine
+from relaytrain_runtime.contract.prepare import PRETRAINED
 
 TOKEN_KEY = "control/gpu-node-task.json"  # under the run's store; the node answers the token when done
 # what RunInstances creates: IDs unknown before the call, so its grants name them by wildcard
@@ -24,7 +25,9 @@ class HybridPipeline(Construct):
     manifest) -> GPU training (wait for the node's task token) -> evaluate the final checkpoint.
 
     Execution input: `{"run": NAME}`; the run's store is `s3://BUCKET/RUN_PREFIX/NAME`; raw text
-    objects under the URL `source` become the dataset at `dataset_store`. The GPU nodes are started
+    objects under the URL `source` become the dataset at `dataset_store`, prepared with `preparation`
+    (the plan event's settings, relaytrain.worker.preparation; for a `pretrained` tokenizer the event
+    also names the run's store, whose stored base holds the tokenizer). The GPU nodes are started
     from `launch_template` (`nodes` of them, tagged with the store URL) and terminated, their spot
     requests cancelled, once they report (or the wait fails).
 
@@ -45,6 +48,7 @@ class HybridPipeline(Construct):
         source: str,
         preprocess: lambda_.IFunction,
         evaluate: lambda_.IFunction,
+        preparation: dict | None = None,
         launch_template: ec2.LaunchTemplate,
         node_role: iam.IRole,
         placement_group: ec2.PlacementGroup | None = None,
@@ -65,7 +69,8 @@ class HybridPipeline(Construct):
                                           arn_format=ArnFormat.COLON_RESOURCE_NAME)
         store = f"States.Format('s3://{bucket.bucket_name}/{run_prefix}{{}}', $.run)"
         start = sfn.Pass(self, "StartRun", parameters={"run.$": "$.run", "store.$": store})
-        plan, fan_out, manifest = self._preprocess(preprocess, dataset_store, source, max_concurrency)
+        plan, fan_out, manifest = self._preprocess(preprocess, dataset_store, source, preparation or {},
+                                                   max_concurrency)
         refused = sfn.Fail(self, "StageRefused", error="StageError",
                            cause="a preprocess or evaluate stage returned an error (see the execution history)")
         run_nodes = self._start_nodes(launch_template, node_role, placement_group, subnet_id, nodes)
@@ -92,13 +97,15 @@ class HybridPipeline(Construct):
         has_error = sfn.Condition.is_present(f"{result}.status.error")
         return sfn.Choice(self, id).when(has_error, refused).otherwise(then).afterwards()
 
-    def _preprocess(self, function: lambda_.IFunction, dataset_store: str, source: str,
+    def _preprocess(self, function: lambda_.IFunction, dataset_store: str, source: str, preparation: dict,
                     max_concurrency: int) -> tuple[tasks.LambdaInvoke, sfn.DistributedMap, tasks.LambdaInvoke]:
         """plan (tokenizer, one event per raw object) -> one shard per object (Distributed Map) -> manifest."""
         stage = {"retries": self._retries, "timeout_s": self._stage_timeout_s}
+        run_store = {"run_store.$": "$.store"} if preparation.get("tokenizer") == PRETRAINED else {}
         plan = lambda_task(
             self, "PlanPreprocess", function,
-            {"op": "preprocess", "phase": "plan", "store": dataset_store, "source": source},
+            {"op": "preprocess", "phase": "plan", "store": dataset_store, "source": source, **preparation,
+             **run_store},
             result_path="$.plan", **stage,
         )
         fan_out = sfn.DistributedMap(
