@@ -27,6 +27,7 @@ from relaytrain_runtime.pricing import INSTANCE_HOURLY_USD, gcf_cost_per_second,
 from relaytrain_runtime.report.live import MLFLOW_URI_ENV
 from relaytrain_runtime.shards.config import ShardsConfig
 from relaytrain_runtime.spec import RunSpec
+from relaytrain_runtime.store.cache import BUDGET_ENV as CACHE_BUDGET_ENV
 
 RUN_PREFIX = "runs/"  # every run's store is BUCKET/runs/NAME (s3:// on AWS, gs:// on GCP)
 DATA_PREFIX = "data/"  # prepared datasets shared by runs, BUCKET/data/NAME
@@ -123,10 +124,18 @@ def node_price_flags(bp: Blueprint) -> str:
     return f"--instance-type {bp.gpu.instance_type}" + (" --spot" if bp.gpu.spot else "")
 
 
+def cache_environment(bp: Blueprint) -> dict[str, str]:
+    """Every worker's shard-cache budget from `cache.max_gb` (RELAYTRAIN_CACHE_BUDGET_MB; unset: the cache's
+    filesystem decides, relaytrain_runtime.store.cache.cache_budget). EFS reports exabytes free and bills
+    per GB-month: a deployed EFS cache wants a cap."""
+    return {CACHE_BUDGET_ENV: f"{round(bp.cache.max_gb * 1024)}"} if bp.cache.max_gb > 0 else {}
+
+
 def node_environment(bp: Blueprint) -> dict[str, str]:
     """What a GPU node's process environment carries from the blueprint: `tracking.mlflow` as
-    RELAYTRAIN_MLFLOW_URI, so the node logs each commit to MLflow live (relaytrain_runtime.report.live)."""
-    return {MLFLOW_URI_ENV: bp.tracking.mlflow} if bp.tracking.mlflow else {}
+    RELAYTRAIN_MLFLOW_URI, so the node logs each commit to MLflow live (relaytrain_runtime.report.live),
+    and the cache budget (cache_environment)."""
+    return {**({MLFLOW_URI_ENV: bp.tracking.mlflow} if bp.tracking.mlflow else {}), **cache_environment(bp)}
 
 
 def lambda_vcpu(memory_mb: int) -> float:

@@ -126,7 +126,9 @@ def test_cached_trainer_mounts_encrypted_efs_in_isolated_vpc(t):
     template.has_resource_properties("AWS::Lambda::Function", {
         "FileSystemConfigs": [{"Arn": Match.any_value(), "LocalMountPath": "/mnt/cache"}],
         "VpcConfig": {"SubnetIds": Match.any_value(), "SecurityGroupIds": Match.any_value()},
-        "Environment": {"Variables": Match.object_like({"RELAYTRAIN_CACHE_DIR": "/mnt/cache"})},
+        # cache.max_gb: 2 -> the runtime's budget (EFS reports exabytes free: without it the cache only grows)
+        "Environment": {"Variables": Match.object_like({"RELAYTRAIN_CACHE_DIR": "/mnt/cache",
+                                                        "RELAYTRAIN_CACHE_BUDGET_MB": "2048"})},
     })
     template.has_resource_properties("AWS::EFS::FileSystem", {"Encrypted": True, "ThroughputMode": "elastic"})
     template.has_resource_properties("AWS::EFS::AccessPoint", {"PosixUser": {"Uid": "1000", "Gid": "1000"}})

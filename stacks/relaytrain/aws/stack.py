@@ -30,6 +30,7 @@ from relaytrain.blueprint.validate import ECR_IMAGE_RE
 from relaytrain.worker import (
     DATA_PREFIX,
     RUN_PREFIX,
+    cache_environment,
     node_environment,
     node_price_flags,
     preparation,
@@ -156,7 +157,8 @@ class RelaytrainStack(Stack):
             ephemeral_mb=config.ephemeral_mb,
             architecture=config.architecture,
             # the leg stops RELAYTRAIN_MARGIN_S before the deadline
-            environment={"RELAYTRAIN_MARGIN_S": str(config.leg_margin_s), **environment},
+            environment={"RELAYTRAIN_MARGIN_S": str(config.leg_margin_s), **cache_environment(self.blueprint),
+                         **environment},
         )
 
     def _lambda_steps(self) -> None:

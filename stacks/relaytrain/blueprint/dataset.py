@@ -12,7 +12,6 @@ machine's disk, for local runs (`relaytrain run --local`).
 
 from __future__ import annotations
 
-from relaytrain.worker import DATA_PREFIX
 from relaytrain_runtime.contract.prepare import BPE, MIN_VOCAB_SIZE, PRETRAINED, val_fraction_problem
 
 SCHEME = {"aws": "s3", "gcp": "gs"}
@@ -20,6 +19,8 @@ SCHEME = {"aws": "s3", "gcp": "gs"}
 
 def readable_prefix(cloud: str, bucket: str) -> str:
     """The URL prefix under which the deployed roles can read a dataset."""
+    from relaytrain.worker import DATA_PREFIX  # here: relaytrain.worker imports the blueprint package
+
     name = bucket or "<the stack's bucket>"
     return f"s3://{name}/{DATA_PREFIX}" if cloud == "aws" else f"gs://{name}/"
 

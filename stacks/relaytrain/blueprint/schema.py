@@ -108,6 +108,7 @@ class Cache(Strict):
 
     enabled: bool = False
     path: str = "/mnt/cache"
+    max_gb: float = 0  # shards kept at most (least recently used evicted); 0: the cache filesystem's room
 
 
 class Dataset(Strict):

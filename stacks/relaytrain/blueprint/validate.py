@@ -278,6 +278,14 @@ def check(bp: Blueprint, deployed: bool = False) -> list[Problem]:
         _functions(problems, bp.functions, bp.training.batch_size)
     if bp.gpu and "gpu" in wanted:
         _gpu(problems, bp, bp.gpu)
+    if bp.cache.max_gb < 0:
+        problems.append((("cache", "max_gb"), f"must be >= 0 (0: as much as the cache's filesystem holds), "
+                                              f"got {bp.cache.max_gb:g}"))
+    lam = bp.lambda_ if bp.topology == "lambda-steps" else None
+    if lam and not bp.cache.enabled and bp.cache.max_gb * 1024 > lam.ephemeral_mb:
+        problems.append((("cache", "max_gb"), f"{bp.cache.max_gb:g} GB does not fit the Lambda's /tmp "
+                                              f"(lambda.ephemeral_mb {lam.ephemeral_mb:,} MB) where the shards are "
+                                              f"cached without EFS (cache.enabled: true mounts one)"))
     if bp.cache.enabled and not bp.cache.path.startswith("/mnt/"):
         problems.append((("cache", "path"), f"must be under /mnt/ (where Lambda mounts EFS), got {bp.cache.path!r}"))
     if bp.dataset.bucket and not BUCKET_RE.match(bp.dataset.bucket):

@@ -18,6 +18,7 @@ from relaytrain.gcp import workflow as wf
 from relaytrain.gcp.source import SourceArchive, build_source_archive
 from relaytrain.worker import (
     RUN_PREFIX,
+    cache_environment,
     cost_per_second,
     functions_payload,
     node_environment,
@@ -125,7 +126,8 @@ def _function_shards(bp: Blueprint, config: GcpConfig, region: str, bucket, stor
     shards = c.FunctionShards(
         f"{bp.name}-shards", project=config.project, bucket=bucket, source=source, location=region,
         memory_gib=fs.memory_gib, vcpu=fs.vcpu, timeout_s=fs.timeout_s, max_instances=fs.max_instances,
-        handler_timeout_s=handler_timeout, labels={**labels, "relaytrain-component": "shards"})
+        handler_timeout_s=handler_timeout, labels={**labels, "relaytrain-component": "shards"},
+        environment=cache_environment(bp))
     rounds = c.Orchestration(
         f"{bp.name}-rounds", shards=shards, region=region, store_url=store_url, shard_count=fs.shards,
         call_timeout_s=handler_timeout + HANDLER_MARGIN_S,
