@@ -15,9 +15,6 @@ deletes its objects). Loading downloads and verifies the files and lets DCP resh
 current world size: 1 (a plain model, no process group: a leg or one GPU), 2, 4, ... A plain
 (safetensors) checkpoint loads into an FSDP model too, so a run moves between legs, shards and
 nodes in both directions.
-
-torch.distributed.checkpoint is imported where it is used: importing it costs about 2 s of CPU, which a
-Lambda leg (a plain model, safetensors checkpoints) would pay at every cold start for nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +26,8 @@ import time
 
 import torch
 import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 from relaytrain_runtime.baton import SHARDED_FORMAT, Baton
 from relaytrain_runtime.contract.keys import ckpt_prefix
@@ -80,9 +79,6 @@ def save_sharded(baton: Baton, parent_gen: int, model: torch.nn.Module, optimize
     gen = _broadcast(gen)
     prefix = ckpt_prefix(gen, leg_id) + DCP_DIR
     local = staging / f"dcp-{gen:08d}-{leg_id}"
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict
-
     model_sd, optim_sd = get_state_dict(model, optimizer)
     dcp.save({"model": model_sd, "optim": optim_sd}, storage_writer=dcp.FileSystemWriter(str(local)))
     objects = _upload_own_files(baton, local, prefix, rank)
@@ -161,9 +157,6 @@ def load_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, spec, b
 
 def load_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimizer, baton: Baton, commit: dict,
                  staging: pathlib.Path) -> None:
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
-
     local = staging / f"dcp-load-{commit['gen']:08d}-{commit['leg_id']}-{os.getpid()}"
     local.mkdir(parents=True, exist_ok=True)
     try:
@@ -181,8 +174,6 @@ def load_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimizer, baton
 def _load_full_into_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimizer, spec, state: dict) -> None:
     """A plain checkpoint into an FSDP model: restore it into a plain twin, then hand over full state dicts keyed
     by parameter name, from which every rank takes its own shards."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
-
     from relaytrain_runtime.model import empty_model
     from relaytrain_runtime.train import make_optimizer
 
@@ -196,7 +187,7 @@ def _load_full_into_sharded(model: torch.nn.Module, optimizer: torch.optim.Optim
 
 def full_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Every parameter, unsharded, on the CPU, by name (collective for FSDP: every rank calls it)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
     sd = get_model_state_dict(unwrap(model), options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     return dict(sorted(sd.items()))
