@@ -39,6 +39,15 @@ def test_tracking_uri_scheme_is_checked_and_file_is_refused_when_deployed(tmp_pa
     assert node_environment(loads(NODE)) == {}
 
 
+def test_validate_checks_as_deployed_unless_local(tmp_path, capsys):
+    path = tmp_path / "bp.yaml"
+    path.write_text(NODE + f"tracking: {{mlflow: '{(tmp_path / 'mlruns').as_uri()}'}}\n")
+    assert main(["validate", str(path)]) == 2  # what synth and launch would refuse, refused before them
+    assert "tracking.mlflow: " in capsys.readouterr().err
+    assert main(["validate", str(path), "--local"]) == 0  # fine for `relaytrain run --local`
+    assert capsys.readouterr().out.startswith(f"{path}: ok")
+
+
 def test_alert_emails_are_checked():
     problems = _problems(NODE + "alerts:\n  email: [ops@example.com, not-an-address, ops@example.com]\n")
     assert "bp.yaml:7: alerts.email[1]: 'not-an-address' is not an email address (NAME@DOMAIN.TLD)" in problems

@@ -1,6 +1,8 @@
 """`relaytrain validate FILE...`: check blueprints before anything runs (exit 0 all valid, 2 otherwise).
 
-Every problem of every file is printed, one `FILE:LINE: path.to.field: message` per line.
+Every problem of every file is printed, one `FILE:LINE: path.to.field: message` per line. A blueprint is
+checked as deployed (what synth and launch refuse, e.g. a `file:` tracking URI, is refused here too) unless
+`--local` asks only for what `relaytrain run --local` needs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from relaytrain.blueprint.validate import advice
 def add_arguments(parser) -> None:
     parser.add_argument("files", nargs="*", help="blueprint files (default: every file in blueprints/)")
     parser.add_argument("--json", action="store_true", help="print one JSON object: valid files and problems")
+    parser.add_argument("--local", action="store_true",
+                        help="check only what `relaytrain run --local` needs (default: as deployed)")
 
 
 def run(args) -> int:
@@ -22,7 +26,7 @@ def run(args) -> int:
     problems, valid = [], []
     for path in files:
         try:
-            bp = load(path)
+            bp = load(path, deployed=not args.local)
         except BlueprintError as exc:
             problems += exc.problems
             continue
