@@ -3,6 +3,8 @@
 Each leg is `python -m relaytrain_runtime leg --store URL ...`, exactly what a Lambda, a Cloud
 Function or a node runs; the relay only watches. A leg that dies (killed, crashed) is retried from
 the store; a leg that fails with a clear error stops the relay with that error.
+After each leg its commit is published where RELAYTRAIN_TENSORBOARD_DIR / RELAYTRAIN_MLFLOW_URI say
+(relaytrain_runtime.report.live; `relaytrain run` sets the blueprint's tracking.mlflow), as a node does.
 At the end: a per-leg table (training vs overhead seconds) and a loss-curve PNG in the store.
 """
 
@@ -20,6 +22,7 @@ from relaytrain_runtime.contract.keys import LOSS_PNG_KEY as LOSS_PNG
 from relaytrain_runtime.contract.keys import SUMMARY_KEY as SUMMARY
 from relaytrain_runtime.contract.metrics import read_stream
 from relaytrain_runtime.data import dataset_store, ensure_dataset, read_manifest
+from relaytrain_runtime.report.live import LiveLog
 from relaytrain_runtime.spec import RunSpec
 from relaytrain_runtime.store import open_store
 
@@ -107,6 +110,7 @@ def relay(store_url: str, spec: RunSpec | None = None, *, leg_seconds: float | N
     prep_s = time.time() - t_start
 
     progress = Progress(run_spec.steps, stream, tty)
+    live, published = LiveLog(store), None  # each leg's commit into TensorBoard/MLflow as it lands, if configured
     legs: list[dict] = []
     failures = 0
     cmd = _leg_command(store.url, leg_seconds, leg_steps, cost_per_second)
@@ -140,9 +144,14 @@ def relay(store_url: str, spec: RunSpec | None = None, *, leg_seconds: float | N
         status["wall_s"] = round(wall, 3)
         legs.append(status)
         progress.update(status["step"], leg_no, status["loss"])
+        commit = baton.latest() if live.enabled else None
+        if commit and commit["gen"] != published:
+            published = commit["gen"]
+            live.commit(commit)
         if status["done"]:
             break
     progress.close()
+    live.close()
     return finish(baton, run_spec, legs, time.time() - t_start, prep_s, stream)
 
 

@@ -1,6 +1,7 @@
 """The local relay (`train`): legs in fresh processes until done, the report, and the learning check."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,7 +17,8 @@ def test_train_relays_legs_and_matches_one_leg(tiny_run, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "relaytrain", "train", "--store", url, "--preset", "tiny-gpt",
                            "--steps", "7", "--seed", "7", "--batch-size", "4", "--seq-len", "32",
                            "--eval-batches", "2", "--lr", "0.001", "--warmup-steps", "2", "--leg-steps", "3"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True,
+                          env={**os.environ, "RELAYTRAIN_TENSORBOARD_DIR": str(tmp_path / "tb")})
     assert proc.returncode == 0, proc.stderr
     store = open_store(url)
     final = Baton(store).latest()
@@ -28,6 +30,13 @@ def test_train_relays_legs_and_matches_one_leg(tiny_run, tmp_path):
     assert store.read("report/loss.png").startswith(b"\x89PNG")
     summary = json.loads(store.read("report/summary.json"))
     assert summary["done"] and summary["legs"] == 3 and summary["val_loss"] > 0
+    # each leg's commit was published live as it landed (publishing only at the end would give the last leg's step)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Tensors("train/loss")] == list(range(1, 8))
+    assert len({e.wall_time for e in events.Tensors("train/loss")}) == 3  # one commit per leg
     # running it again is a no-op on a finished run
     again = subprocess.run([sys.executable, "-m", "relaytrain_runtime", "train", "--store", url],
                            capture_output=True, text=True)

@@ -3,7 +3,8 @@
 The blueprint is validated first (nothing starts, nothing is written on a bad one); then the
 topology runs through the runtime in child processes against the store, and the end report says
 what the same work would have cost on the cloud from the measured seconds. With `tracking: {mlflow: URI}`
-the run's stream is logged there at the end (a gpu-node's node process also logs each commit live).
+each commit is logged there live (the local relay after each leg, a gpu-node's node process after each
+commit) and the whole stream once more at the end (idempotent by step).
 """
 
 from __future__ import annotations
