@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import pathlib
 import sys
 
 from relaytrain_runtime import RelayError
@@ -41,6 +43,21 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+# options naming a store, a source or a model directory; a bare local path among them (`./corpus`, `c.jsonl`,
+# `../runs/x`) becomes its absolute file:// URL here, at the command line, so stores only ever see canonical
+# URLs (their '.'/'..' refusal guards events, which never pass through this parser)
+LOCATION_OPTIONS = ("store", "source", "url", "val_source", "init_from", "tokenizer")
+LOCATION_WORDS = ("bpe", "pretrained", "stdlib")  # keywords, not paths
+
+
+def absolute_locations(args: argparse.Namespace) -> argparse.Namespace:
+    for name in LOCATION_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value and "://" not in value and value not in LOCATION_WORDS:
+            setattr(args, name, pathlib.Path(os.path.abspath(os.path.expanduser(value))).as_uri())
+    return args
+
+
 def build_parser(prog: str = "relaytrain-runtime", verbs: dict | None = None,
                  description: str = "relaytrain training runtime") -> tuple[argparse.ArgumentParser, dict]:
     verbs = VERBS if verbs is None else verbs
@@ -70,7 +87,7 @@ def dispatch(argv: list[str], prog: str, verbs: dict[str, tuple[str, str]],
         return 2
     verb_parser = argparse.ArgumentParser(prog=f"{prog} {verb}", description=help_)
     module.add_arguments(verb_parser)
-    args = verb_parser.parse_args(rest)
+    args = absolute_locations(verb_parser.parse_args(rest))
     try:
         return int(module.run(args) or 0)
     except RelayError as exc:

@@ -191,3 +191,17 @@ def test_grouped_objects_give_the_bytes_of_one_shard_per_object(corpus, tmp_path
     for split, shards in ours["splits"].items():
         got = np.concatenate([np.frombuffer(grouped.read(s["name"]), dtype=ours["dtype"]) for s in shards])
         assert got.tolist() == expected[split], split
+
+
+@pytest.mark.parametrize("source,store", [("one.jsonl", "ds"), ("./one.jsonl", "./ds"), ("../here/one.jsonl", "ds")])
+def test_relative_paths_on_the_command_line_name_local_files(tmp_path, monkeypatch, source, store):
+    """A relative path, `./`-prefixed or not, is the local file or folder it names (made an absolute file:// URL at
+    the command line); only URLs in events are held to the no-'.'-segments rule."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "one.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in DOCS[:6]))
+    monkeypatch.chdir(here)
+    assert prepare(source, store) == 0
+    manifest = read_manifest(open_store(str(here / "ds")))
+    assert manifest["corpus"]["source"] == (here / "one.jsonl").parent.as_uri()
+    assert main(["data", "inspect", "./ds", "--json"]) == 0
