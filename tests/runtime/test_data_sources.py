@@ -100,7 +100,9 @@ def test_a_pretrained_tokenizer_directory_is_used_and_checked(reference, tmp_pat
     PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>").save_pretrained(tmp_path / "model")
     assert prepare(corpus / "jsonl", tmp_path / "ds", "--tokenizer", str(tmp_path / "model")) == 0
     manifest = read_manifest(open_store(str(tmp_path / "ds")))
-    assert manifest["vocab_size"] == tok.get_vocab_size() and manifest["corpus"]["tokenizer"] == str(tmp_path / "model")
+    # the manifest names where the tokenizer came from, as the command line made it: an absolute file:// URL
+    assert manifest["vocab_size"] == tok.get_vocab_size()
+    assert manifest["corpus"]["tokenizer"] == (tmp_path / "model").as_uri()
     with pytest.raises(Exception, match="vocabulary of 9000 tokens, more than tiny-gpt's 4096"):
         check_fits({**manifest, "vocab_size": 9000}, RunSpec(preset="tiny-gpt"), "ds")
     with pytest.raises(Exception, match="no <mask> token, which tiny-bert"):

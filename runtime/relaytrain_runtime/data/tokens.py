@@ -24,6 +24,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -94,8 +95,9 @@ def _parsed(text: str):
 
 
 def load_given(spec: str) -> Tok:
-    """The tokenizer named by `spec`: a tokenizer.json file (path or URL) or a pretrained model directory."""
-    path = Path(spec)
+    """The tokenizer named by `spec`: a tokenizer.json file (path or URL) or a pretrained model directory (a
+    local path or file:// URL)."""
+    path = Path(urlparse(spec).path if spec.startswith("file://") else spec)
     if path.is_dir():
         return _load_dir(path)
     if "://" in spec:
