@@ -14,6 +14,7 @@ from relaytrain_runtime.baton import Baton
 from relaytrain_runtime.contract.metrics import read_stream
 from relaytrain_runtime.store import open_store
 from tests.fixtures.runs import new_run, node_cmd
+from tests.fixtures.shards import rel_diff
 
 SPEC = {"preset": "tiny-gpt", "steps": 16, "batch_size": 8, "seq_len": 128, "eval_batches": 2, "keep_last": 2}
 
@@ -30,14 +31,6 @@ def init_run(path, dataset_store) -> str:
 def final_weights(url: str) -> dict:
     baton = Baton(open_store(url))
     return baton.load(baton.latest())["weights"]
-
-
-def relative_diff(a: dict, b: dict) -> float:
-    """||a - b|| / ||b|| over the whole parameter vector."""
-    assert a.keys() == b.keys()
-    num = sum(((a[k].double() - b[k].double()) ** 2).sum() for k in a) ** 0.5
-    den = sum((b[k].double() ** 2).sum() for k in b) ** 0.5
-    return (num / den).item()
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +75,7 @@ def test_ddp_two_ranks_matches_single_process(single, ddp):
     pure rounding noise that Adam scales up to full-size steps in either run.)"""
     (single_url, _, _), (ddp_url, status) = single, ddp
     assert status["done"] and status["world"] == 2 and status["step"] == 16
-    diff = relative_diff(final_weights(ddp_url), final_weights(single_url))
+    diff = rel_diff(final_weights(ddp_url), final_weights(single_url))
     assert diff <= 1e-5, diff
     curves = [[(r["step"], r["loss"], r["lr"]) for r in read_stream(open_store(u), "train")]
               for u in (ddp_url, single_url)]

@@ -14,6 +14,7 @@ import torch
 
 from relaytrain_runtime.baton import SHARDED_FORMAT, Baton
 from relaytrain_runtime.store import open_store
+from tests.fixtures.shards import rel_diff
 
 STEPS, CUT = 6, 3
 SPEC = dict(steps=STEPS, batch_size=8, micro_batch_size=2, seq_len=32)
@@ -85,13 +86,6 @@ def _train_one_process(url: str, steps: int, tmp_path) -> dict:
     return distributed.full_weights(model)
 
 
-def relative_diff(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    num = sum(((a[k].double() - b[k].double()) ** 2).sum() for k in a) ** 0.5
-    den = sum((b[k].double() ** 2).sum() for k in b) ** 0.5
-    return (num / den).item()
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, stdlib_dataset):
     """DDP world 2 for all steps; FSDP world 2 cut at step CUT (a DCP commit) and continued to the end."""
@@ -122,14 +116,14 @@ def test_fsdp_world_2_matches_ddp_and_commits_dcp_in_the_baton(runs):
         names = set(commit["objects"])
         assert {"state", "dcp/.metadata", "dcp/__0_0.distcp", "dcp/__1_0.distcp"} <= names
         assert baton.latest()["gen"] == commits[-1]["gen"]  # every object verifies against the manifest
-    diff = relative_diff(runs["fsdp"], runs["ddp"])
+    diff = rel_diff(runs["fsdp"], runs["ddp"])
     assert diff <= TOLERANCE, diff
 
 
 def test_fsdp_checkpoint_resumes_at_world_1(runs, tmp_path):
     url = str(tmp_path / "run")
     shutil.copytree(runs["cut_url"], url)
-    diff = relative_diff(_train_one_process(url, STEPS, tmp_path), runs["ddp"])
+    diff = rel_diff(_train_one_process(url, STEPS, tmp_path), runs["ddp"])
     assert diff <= TOLERANCE, diff
 
 
@@ -137,7 +131,7 @@ def test_fsdp_checkpoint_resumes_at_world_4(runs, tmp_path):
     url = str(tmp_path / "run")
     shutil.copytree(runs["cut_url"], url)
     weights = _train(tmp_path, url, 4, STEPS, "fsdp4")
-    diff = relative_diff(weights, runs["ddp"])
+    diff = rel_diff(weights, runs["ddp"])
     assert diff <= TOLERANCE, diff
     assert Baton(open_store(url)).latest()["world"] == 4
 
@@ -196,6 +190,6 @@ def test_a_leg_checkpoint_continues_under_fsdp(runs, tmp_path):
     leg = run_leg(url, max_steps=CUT, threads=1)
     assert leg["step"] == CUT and "format" not in Baton(open_store(url)).latest()
     weights = _train(tmp_path, url, 2, STEPS, "from-leg")
-    diff = relative_diff(weights, runs["ddp"])
+    diff = rel_diff(weights, runs["ddp"])
     assert diff <= TOLERANCE, diff
     assert Baton(open_store(url)).latest()["format"] == SHARDED_FORMAT

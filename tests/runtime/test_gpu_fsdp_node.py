@@ -13,6 +13,7 @@ import pytest
 from relaytrain_runtime.baton import SHARDED_FORMAT, Baton
 from relaytrain_runtime.store import open_store
 from tests.fixtures.runs import TINY_SPEC, new_run, node_cmd
+from tests.fixtures.shards import rel_diff
 
 STEPS, CUT = 6, 3
 SPEC = {**TINY_SPEC, "steps": STEPS, "batch_size": 8, "micro_batch_size": 2, "seq_len": 32}
@@ -48,13 +49,6 @@ def final_weights(url: str, tmp_path) -> dict:
     return {k: v.detach().clone() for k, v in model_tensors(model).items()}
 
 
-def relative_diff(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    num = sum(((a[k].double() - b[k].double()) ** 2).sum() for k in a) ** 0.5
-    den = sum((b[k].double() ** 2).sum() for k in b) ** 0.5
-    return (num / den).item()
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, dataset_store):
     """DDP at world 2 to done; FSDP at world 2 for CUT steps (one DCP commit), copied, then continued to done."""
@@ -82,7 +76,7 @@ def test_fsdp_node_trains_to_done_with_dcp_commits_and_matches_ddp(runs):
         assert {"state", "dcp/.metadata", "dcp/__0_0.distcp", "dcp/__1_0.distcp"} <= set(commit["objects"])
     assert baton.latest()["gen"] == commits[-1]["gen"]  # every object verifies against the manifest
     assert "format" not in Baton(open_store(runs["ddp_url"])).latest()  # DDP still commits a plain checkpoint
-    diff = relative_diff(final_weights(runs["fsdp_url"], runs["root"]), runs["ddp_weights"])
+    diff = rel_diff(final_weights(runs["fsdp_url"], runs["root"]), runs["ddp_weights"])
     assert diff <= TOLERANCE, diff
     assert abs(runs["fsdp"]["val_loss"] - runs["ddp"]["val_loss"]) <= 1e-4 * abs(runs["ddp"]["val_loss"])
 
@@ -92,7 +86,7 @@ def test_fsdp_node_checkpoint_resumes_at_world_1(runs, tmp_path):
     shutil.copytree(runs["root"] / "fsdp-at-cut", tmp_path / "run")
     status = node(url, nproc=1)
     assert status["done"] and status["step"] == STEPS and status["world"] == 1
-    diff = relative_diff(final_weights(url, tmp_path), runs["ddp_weights"])
+    diff = rel_diff(final_weights(url, tmp_path), runs["ddp_weights"])
     assert diff <= TOLERANCE, diff
 
 
