@@ -15,23 +15,19 @@ from __future__ import annotations
 import json
 import sys
 
-from relaytrain_runtime import RelayError
-
 
 def add_arguments(parser) -> None:
-    parser.add_argument("blueprint", nargs="?", help="the blueprint file of the run (its tracking and budget; "
-                                                     "without --store: the deployed AWS stack's run)")
-    parser.add_argument("--store", help="store URL of the run (file://, s3://, gs://)")
-    parser.add_argument("--run", help="run name on a deployed AWS stack (default: the blueprint's name)")
-    parser.add_argument("--region", help="AWS region (default: the blueprint's region, else us-east-1)")
+    from relaytrain.commands.status import add_target_arguments
+
+    add_target_arguments(parser, "the blueprint file of the run (its tracking and budget; without --store: the "
+                                 "deployed AWS stack's run)", "budget in USD for the cost plot and projection "
+                                 "(default: the blueprint's)")
     parser.add_argument("--out", help="write loss.png, throughput.png, cost.png, summary.md and summary.json here")
     parser.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard event files here")
     parser.add_argument("--mlflow", metavar="URI", help="log the stream to this MLflow tracking URI "
                                                          "(again later: only the new steps; default: the "
                                                          "blueprint's tracking.mlflow)")
     parser.add_argument("--experiment", default="relaytrain", help="--mlflow: experiment name (%(default)s)")
-    parser.add_argument("--budget", type=float, help="budget in USD for the cost plot and projection "
-                                                     "(default: the blueprint's)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
@@ -41,10 +37,7 @@ def run(args) -> int:
     from relaytrain_runtime.report.status import run_status
     from relaytrain_runtime.report.view import load_run
 
-    if args.budget is not None and not args.budget > 0:
-        raise RelayError(f"--budget must be > 0 (USD), got {args.budget:g}")
-    store_url, blueprint, _executions = target(args, "report")
-    budget = args.budget if args.budget is not None else (blueprint.budget_usd if blueprint else None)
+    store_url, blueprint, _executions, budget = target(args, "report")
     mlflow_uri = args.mlflow or (blueprint.tracking.mlflow if blueprint else "") or None
     view = load_run(store_url)
     status = run_status(view, budget)
