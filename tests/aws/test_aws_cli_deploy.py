@@ -55,7 +55,6 @@ CDK = ROOT / "node_modules" / ".bin" / "cdk"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/relaytrain-runtime@sha256:" + "0" * 64
 LAMBDA_TOPOLOGIES = ("lambda-steps", "hybrid")
 
-pytestmark = pytest.mark.skipif(not CDK.exists(), reason="the CDK CLI is not installed: `npm ci` (make setup) does")
 
 
 def blueprint_files(out: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -120,6 +119,8 @@ def deployment(moto_server, tmp_path_factory):
     from relaytrain.aws.names import stack_name
     from relaytrain.blueprint import load
 
+    # `make test` runs `npm ci` before pytest: a missing CLI is a broken setup, not a reason to skip
+    assert CDK.exists(), f"{CDK} is missing: `make setup` (or `make test`) installs the pinned CDK CLI (npm ci)"
     # a clean account: other modules' stacks and state machines have the same names
     urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")).read()
     work = tmp_path_factory.mktemp("cdk-cli")

@@ -226,8 +226,7 @@ def test_validate_and_synth_print_json(tmp_path):
 
 
 def test_report_logs_the_stream_to_a_file_mlflow_store(watched, tmp_path, monkeypatch):
-    pytest.importorskip("mlflow", reason="MLflow logging is optional: mlflow-skinny (requirements-dev.txt) is missing")
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # mlflow-skinny: requirements-dev.txt
 
     uri = (tmp_path / "mlruns").as_uri()
     env = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true"}  # mlflow 3 keeps the file store in maintenance mode
