@@ -150,21 +150,19 @@ def load_base(run_store: Store) -> Tok:
 
 
 def _load_dir(path: Path) -> Tok:
-    files = {name: (path / name).read_bytes() for name in CONFIG_FILES if (path / name).is_file()}
-    config = _config(files, str(path))
-    if (path / "tokenizer.json").is_file():
-        tokenizer = _tokenizer_from_str((path / "tokenizer.json").read_text(), str(path / "tokenizer.json"))
-    else:  # vocab.json/merges.txt or sentencepiece: transformers converts it to a fast tokenizer
-        from transformers import AutoTokenizer
+    files = {name: (path / name).read_bytes() for name in ("tokenizer.json", *CONFIG_FILES) if (path / name).is_file()}
+    if "tokenizer.json" in files:
+        return _from_files(files, str(path))
+    # vocab.json/merges.txt or sentencepiece: transformers converts it to a fast tokenizer
+    from transformers import AutoTokenizer
 
-        try:
-            hf = AutoTokenizer.from_pretrained(str(path))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: no tokenizer transformers can load ({str(exc).splitlines()[0][:160]})") from None
-        if not getattr(hf, "is_fast", False):
-            raise DataError(f"{path}: its tokenizer has no fast (tokenizers) form; save it with a tokenizer.json")
-        tokenizer = hf.backend_tokenizer
-    return Tok(tokenizer, config, files, str(path))
+    try:
+        hf = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: no tokenizer transformers can load ({str(exc).splitlines()[0][:160]})") from None
+    if not getattr(hf, "is_fast", False):
+        raise DataError(f"{path}: its tokenizer has no fast (tokenizers) form; save it with a tokenizer.json")
+    return Tok(hf.backend_tokenizer, _config(files, str(path)), files, str(path))
 
 
 def _config(files: dict[str, bytes], where: str) -> dict:
