@@ -51,7 +51,7 @@ from relaytrain_runtime.contract.prepare import (
     PRETRAINED,
     val_fraction_problem,
 )
-from relaytrain_runtime.data.build import MANIFEST_FORMAT, DataError, train_tokenizer, write_manifest
+from relaytrain_runtime.data.build import MANIFEST_FORMAT, DataError, train_tokenizer, view_tokens, write_manifest
 from relaytrain_runtime.data.sources import FORMATS, detect, open_source, records, select
 from relaytrain_runtime.data.tokens import (
     Tok,
@@ -302,7 +302,7 @@ def manifest(store_url: str) -> dict:
             "splits": splits}
     write_manifest(store, data)
     return {"phase": "manifest", "store": store.url, "objects": len(records_),
-            "tokens": {s: sum(e.get("stop", e["tokens"]) - e.get("start", 0) for e in v) for s, v in splits.items()}}
+            "tokens": {s: sum(map(view_tokens, v)) for s, v in splits.items()}}
 
 
 def _entropy(store, shards: list[dict], vocab_size: int, dtype: str) -> float:

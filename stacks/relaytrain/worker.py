@@ -6,7 +6,8 @@
     preparation(bp)         the dataset's preparation settings as the preprocess plan event carries them
     preparation_flags(bp)   the same as `relaytrain-runtime preprocess` options
     cost_per_second(bp)     what one worker of the blueprint's topology costs per second
-    node_environment(bp)    environment variables a GPU node runs with (live MLflow logging)
+    cache_environment(bp)   every worker's shard-cache budget (cache.max_gb)
+    node_environment(bp)    environment variables a GPU node runs with (live MLflow logging, the cache budget)
     run_store(root, run)    a run's store URL under a bucket URL (`ROOT/runs/RUN`)
 
 The CDK stack, the Pulumi program, the local runners and calibration all come here, so the spec

@@ -205,6 +205,11 @@ def ensure_dataset(run_store: Store, spec) -> dict:
     return read_manifest(store)
 
 
+def view_tokens(shard: dict) -> int:
+    """Tokens of a manifest's shard entry: the whole object, or its [start, stop) view (a split's tail hold-out)."""
+    return int(shard.get("stop", shard["tokens"])) - int(shard.get("start", 0))
+
+
 def read_manifest(store: Store) -> dict:
     try:
         raw = store.read(MANIFEST_KEY)

@@ -33,6 +33,7 @@ from relaytrain_runtime.data.build import (
     DataError,
     dataset_store,
     read_manifest,
+    view_tokens,
 )
 from relaytrain_runtime.store import Store, StoreError
 from relaytrain_runtime.store.cache import ShardCache
@@ -68,7 +69,7 @@ class Stream:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        sizes = [s.get("stop", s["tokens"]) - s.get("start", 0) for s in self.shards]
+        sizes = [view_tokens(s) for s in self.shards]
         self.bounds = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
         self.masked = any("mask" in s for s in self.shards)
 

@@ -120,7 +120,7 @@ def pretrained_tokenizer(args):
 
 
 def inspect(url: str) -> dict:
-    from relaytrain_runtime.data.build import read_manifest
+    from relaytrain_runtime.data.build import read_manifest, view_tokens
     from relaytrain_runtime.data.tokens import load_stored
     from relaytrain_runtime.store import open_store
 
@@ -129,7 +129,7 @@ def inspect(url: str) -> dict:
     width = 2 if manifest["dtype"] == "uint16" else 4
     splits = {}
     for name, shards in manifest["splits"].items():
-        tokens = sum(s.get("stop", s["tokens"]) - s.get("start", 0) for s in shards)
+        tokens = sum(map(view_tokens, shards))
         objects = {s["name"] for s in shards} | {s["mask"]["name"] for s in shards if "mask" in s}
         splits[name] = {"tokens": tokens, "shards": len(shards), "objects": len(objects),
                         "bytes": sum(store.size(k) for k in objects),

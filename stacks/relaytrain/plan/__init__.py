@@ -79,7 +79,7 @@ def _train_tokens(bp: Blueprint, spec, stated: int | None) -> tuple[int | None, 
     (its train bytes, known exactly, at the bytes per token its BPE measured). (None, why) otherwise: a
     remote dataset, or what a hybrid pipeline preprocesses from its raw prefix."""
     from relaytrain_runtime.data import DataError, read_manifest
-    from relaytrain_runtime.data.build import bytes_per_token, stdlib_train_bytes
+    from relaytrain_runtime.data.build import bytes_per_token, stdlib_train_bytes, view_tokens
     from relaytrain_runtime.store import StoreError, open_store
 
     if stated is not None:
@@ -96,8 +96,7 @@ def _train_tokens(bp: Blueprint, spec, stated: int | None) -> tuple[int | None, 
                       "(`relaytrain data inspect URL` shows them)")
     try:
         shards = read_manifest(open_store(spec.dataset))["splits"]["train"]
-        return sum(int(s.get("stop", s["tokens"])) - int(s.get("start", 0)) for s in shards), \
-            f"{spec.dataset}'s manifest"
+        return sum(map(view_tokens, shards)), f"{spec.dataset}'s manifest"
     except (DataError, StoreError, KeyError, TypeError, ValueError) as exc:
         return None, f"{spec.dataset} has no readable manifest ({str(exc)[:120]})"
 
