@@ -11,7 +11,6 @@ Platform limits, feasibility and error formatting are layered on in
 from __future__ import annotations
 
 import dataclasses
-import re
 import typing
 from typing import Literal
 
@@ -131,47 +130,11 @@ class Tracking(Strict):
 
     mlflow: str = ""  # empty = no MLflow logging
 
-    MLFLOW_SCHEMES: typing.ClassVar[tuple[str, ...]] = ("http", "https", "databricks", "file", "sqlite",
-                                                        "postgresql", "mysql", "mssql")
-    LOCAL_SCHEMES: typing.ClassVar[tuple[str, ...]] = ("file", "sqlite")  # this machine's files: not for the cloud
-
-    @property
-    def mlflow_scheme(self) -> str:
-        """`postgresql` of postgresql+psycopg2://..., `databricks` of databricks or databricks://PROFILE."""
-        return self.mlflow.split(":", 1)[0].split("+", 1)[0].lower()
-
-    def problems(self, deployed: bool) -> list[tuple[tuple, str]]:
-        """(field path, message) of each problem; `deployed`: the workers run in the cloud, not here."""
-        if not self.mlflow:
-            return []
-        path = ("tracking", "mlflow")
-        if self.mlflow_scheme not in self.MLFLOW_SCHEMES:
-            return [(path, f"{self.mlflow!r} is not an MLflow tracking URI (accepted schemes: "
-                           f"{', '.join(s + ':' for s in self.MLFLOW_SCHEMES)})")]
-        if deployed and self.mlflow_scheme in self.LOCAL_SCHEMES:
-            return [(path, f"{self.mlflow!r} is a file on this machine, which a Lambda, Cloud Function or VM "
-                           "cannot write: use an http(s):// tracking server (file: is for `relaytrain run --local`)")]
-        return []
-
 
 class Alerts(Strict):
     """Who hears the stack's alarms (AWS SNS topic, GCP Cloud Monitoring alert policies): `alerts: {email: [..]}`."""
 
     email: list[str] = Field(default_factory=list)
-
-    EMAIL_RE: typing.ClassVar[re.Pattern] = re.compile(r"^[^@\s,;<>]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-    MAX_EMAILS: typing.ClassVar[int] = 16
-
-    def problems(self) -> list[tuple[tuple, str]]:
-        out = []
-        if len(self.email) > self.MAX_EMAILS:
-            out.append((("alerts", "email"), f"at most {self.MAX_EMAILS} addresses, got {len(self.email)}"))
-        for i, address in enumerate(self.email):
-            if not self.EMAIL_RE.match(address):
-                out.append((("alerts", "email", i), f"{address!r} is not an email address (NAME@DOMAIN.TLD)"))
-        if len(set(self.email)) != len(self.email):
-            out.append((("alerts", "email"), "lists an address twice"))
-        return out
 
 
 class Blueprint(Strict):

@@ -29,6 +29,10 @@ SECTIONS = {
 ALL_SECTIONS = ("lambda", "functions", "gpu", "preprocess", "evaluate")
 CLOUDS = {"lambda-steps": ("aws",), "function-shards": ("gcp",), "gpu-node": ("aws", "gcp"), "hybrid": ("aws",)}
 
+MLFLOW_SCHEMES = ("http", "https", "databricks", "file", "sqlite", "postgresql", "mysql", "mssql")
+LOCAL_MLFLOW_SCHEMES = ("file", "sqlite")  # this machine's files: not for workers in the cloud
+EMAIL_RE = re.compile(r"^[^@\s,;<>]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+MAX_EMAILS = 16
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 GCP_LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -199,6 +203,28 @@ def _functions(problems, f: Functions, batch: int) -> None:
                  if p + (name,) not in flagged]
 
 
+def _tracking(problems, uri: str, deployed: bool) -> None:
+    """`tracking.mlflow`: an MLflow tracking URI; for deployed workers not a file of this machine."""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()  # postgresql of postgresql+psycopg2://, databricks
+    path = ("tracking", "mlflow")
+    if uri and scheme not in MLFLOW_SCHEMES:
+        problems.append((path, f"{uri!r} is not an MLflow tracking URI (accepted schemes: "
+                               f"{', '.join(s + ':' for s in MLFLOW_SCHEMES)})"))
+    elif uri and deployed and scheme in LOCAL_MLFLOW_SCHEMES:
+        problems.append((path, f"{uri!r} is a file on this machine, which a Lambda, Cloud Function or VM cannot "
+                               "write: use an http(s):// tracking server (file: is for `relaytrain run --local`)"))
+
+
+def _alerts(problems, emails: list[str]) -> None:
+    if len(emails) > MAX_EMAILS:
+        problems.append((("alerts", "email"), f"at most {MAX_EMAILS} addresses, got {len(emails)}"))
+    for i, address in enumerate(emails):
+        if not EMAIL_RE.match(address):
+            problems.append((("alerts", "email", i), f"{address!r} is not an email address (NAME@DOMAIN.TLD)"))
+    if len(set(emails)) != len(emails):
+        problems.append((("alerts", "email"), "lists an address twice"))
+
+
 def _gpu(problems, bp: Blueprint, g: Gpu) -> None:
     p = ("gpu",)
     table = L.instances(bp.cloud)
@@ -295,7 +321,8 @@ def check(bp: Blueprint, deployed: bool = False) -> list[Problem]:
         problems.append((("budget_usd",), f"must be > 0 (USD), got {bp.budget_usd:g}"))
     _tags(problems, bp)
     _image_uri(problems, bp)
-    problems += bp.tracking.problems(deployed) + bp.alerts.problems()
+    _tracking(problems, bp.tracking.mlflow, deployed)
+    _alerts(problems, bp.alerts.email)
     if not spec_problems and not problems:
         _feasibility(problems, bp)
     return problems
