@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shlex
 import signal
@@ -102,6 +103,10 @@ def run_node(store_url: str, *, checkpoint_every: float = 600.0, max_steps: int 
         status = engine.run(policy).to_dict()
         policy.published(engine)  # the final commit
         worker.barrier()  # leave together: a rank tearing down gloo while another still talks aborts
+        # Free the model (its DDP Reducer holds the process group) while the group is still registered:
+        # dropped later, with the GIL held, the Reducer destroys gloo, whose thread waits for the GIL (a hang).
+        del engine
+        gc.collect()
     finally:
         live.close()
         worker.close()
